@@ -1,0 +1,1 @@
+"""Stage A: a threaded chat server and a two-threaded terminal client."""

@@ -1,0 +1,125 @@
+"""What both chat servers share around the serving itself: options, logging, signals, limits.
+
+Stage A's and stage C's servers differ only in how connections are accepted and
+given threads; everything a user types or sees on the command line is here, so
+the two take the same options and behave the same from the outside.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from section_a import protocol, room
+
+logger = logging.getLogger("chat")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9034
+STOP_TIMEOUT = 1.5  # seconds to end every thread; the process exits within 2 s of a signal
+STACK_SIZE = 256 * 1024  # bytes of stack per client thread: a client thread needs little
+
+
+def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="The default host serves this machine only; use --host 0.0.0.0 (or :: for "
+        "IPv6 and IPv4) to open the chat to your network. Any client that speaks lines "
+        "of UTF-8 works: nc 127.0.0.1 9034",
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on; 0 takes a free one"
+    )
+    parser.add_argument(
+        "--max-clients", type=positive, default=room.MAX_CLIENTS, help="clients served at once"
+    )
+    parser.add_argument(
+        "--max-line", type=positive, default=protocol.MAX_LINE, help="longest line, in bytes"
+    )
+    parser.add_argument(
+        "--sendq",
+        type=positive,
+        default=room.SENDQ,
+        help="bytes waiting for a client that reads too slowly before it is disconnected",
+    )
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    args = parser.parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"
+    )
+    return args
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def make_room(args: argparse.Namespace) -> room.ChatRoom:
+    return room.ChatRoom(max_clients=args.max_clients, sendq=args.sendq, max_line=args.max_line)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket; `::` also takes IPv4 where the system allows it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server(
+        (host, port), family=family, backlog=socket.SOMAXCONN, dualstack_ipv6=host == "::"
+    )
+    address = sock.getsockname()
+    shown = f"[{address[0]}]" if family == socket.AF_INET6 else address[0]
+    # Printed, not logged: tests and scripts wait for this exact line on stdout.
+    print(f"listening on {shown}:{address[1]}", flush=True)
+    return sock
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft limit on open descriptors to the hard one: one per client."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        logger.info("raised the open-file limit from %d to %d", soft, hard)
+
+
+def prepare_threads() -> None:
+    """Small stacks for client threads: the default 8 MiB is address space wasted."""
+    threading.stack_size(STACK_SIZE)
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """Call `stop` on SIGINT or SIGTERM (in the main thread, between two bytecodes).
+
+    `stop` must only ask for the stop (wake the main thread); the work of stopping
+    is done by the main thread once what it blocks in returns.
+    """
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        logger.info("got %s; shutting down", signal.Signals(signum).name)
+        stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def fail(message: str) -> int:
+    """One clear line for an error a user can cause, and the exit status to return."""
+    logger.error("%s", message)
+    return 1

@@ -1,0 +1,157 @@
+"""Flow control for the room: slow the senders when the whole room lags.
+
+Every member has an output backlog: bytes the room has for it that its socket has
+not taken yet. Two different situations make backlogs grow, and they need
+opposite answers:
+
+- one reader lags alone (it stopped reading, its window is tiny, its terminal is
+  stuck): nobody else should wait for it. Its backlog grows until it passes the
+  hard limit (``--sendq``) and the room cuts it.
+- the room lags as a whole (many senders, a burst, a machine short of CPU): the
+  readers are healthy, only outnumbered. Cutting them would lose their lines.
+  Instead the senders pause: their threads stop reading from their sockets, so
+  TCP pushes back on the sending clients, until the readers have caught up.
+
+The line between the two, precisely: a member *lags* once its backlog passes the
+high mark, and stops lagging once it is back under the low mark (hysteresis, so a
+backlog near a mark does not flap). The room is *congested* while at least
+``max(MIN_LAGGING, LAGGING_SHARE * members)`` members lag. One stuck reader (or a
+few, in a large room) never congests the room; a quarter of the room lagging
+together is not one slow reader but a room that writes faster than it reads.
+
+Why these values, with the default 1 MiB ``--sendq``: the high mark is a quarter
+of it, so a healthy reader in a lagging room is paused for long before it could be
+cut, with room for the lines that are already on their way when the pause starts
+(each sender finishes the chunk in hand); the low mark is a sixteenth, so senders
+resume while readers still have data to read and the pipe never runs dry.
+A pause is bounded: a sender waits at most `MAX_PAUSE` seconds per episode of
+congestion. If the laggards have not drained by then they are not slow but stuck,
+and the sender goes on: the stuck readers' backlogs then reach the hard limit and
+are cut, which ends the episode. This state is pure (no sockets) and is tested so.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+logger = logging.getLogger(__name__)
+
+HIGH_MARK_SHARE = 4  # a member lags once its backlog is over sendq / 4 ...
+LOW_MARK_SHARE = 16  # ... and stops lagging once it is back under sendq / 16
+LAGGING_SHARE = 0.25  # the room is congested when this share of members lags ...
+MIN_LAGGING = 2  # ... and never because of a single member
+MAX_PAUSE = 5.0  # seconds a sender waits, at most, in one episode of congestion
+
+
+class FlowControl:
+    """Counts lagging members and makes senders wait while the room is congested.
+
+    Members report their own transitions (`started_lagging`, `stopped_lagging`) from
+    whichever thread changed their backlog; senders call `wait_for_room` before they
+    read more. `close` releases every waiting sender for good.
+    """
+
+    def __init__(
+        self,
+        sendq: int,
+        *,
+        lagging_share: float = LAGGING_SHARE,
+        min_lagging: int = MIN_LAGGING,
+        max_pause: float = MAX_PAUSE,
+    ) -> None:
+        self.high_mark = sendq // HIGH_MARK_SHARE
+        self.low_mark = sendq // LOW_MARK_SHARE
+        self.lagging_share = lagging_share
+        self.min_lagging = min_lagging
+        self.max_pause = max_pause
+        self._cond = threading.Condition(threading.Lock())
+        self._members = 0
+        self._lagging = 0
+        self._episode = 0  # counts the episodes of congestion: a sender waits once in each
+        self._congested = False
+        self._closed = False
+
+    @property
+    def congested(self) -> bool:
+        return self._congested
+
+    @property
+    def lagging(self) -> int:
+        return self._lagging
+
+    def _threshold(self) -> int:
+        return max(self.min_lagging, math.ceil(self.lagging_share * self._members))
+
+    def _update(self) -> None:
+        # Called with the lock held, after any count changed.
+        congested = not self._closed and self._lagging >= self._threshold()
+        if congested and not self._congested:
+            self._episode += 1
+            logger.debug(
+                "room congested: %d of %d members lag; senders pause",
+                self._lagging,
+                self._members,
+            )
+        elif self._congested and not congested:
+            logger.debug(
+                "room drained: %d of %d members lag; senders resume", self._lagging, self._members
+            )
+            self._cond.notify_all()
+        self._congested = congested
+
+    def member_joined(self) -> None:
+        with self._cond:
+            self._members += 1
+            self._update()
+
+    def member_left(self, lagging: bool) -> None:
+        with self._cond:
+            self._members -= 1
+            if lagging:
+                self._lagging -= 1
+            self._update()
+
+    def started_lagging(self) -> None:
+        with self._cond:
+            self._lagging += 1
+            self._update()
+
+    def stopped_lagging(self) -> None:
+        with self._cond:
+            self._lagging -= 1
+            self._update()
+
+    def wait_for_room(self, waited_episode: int = 0) -> int:
+        """Block while the room is congested, at most `max_pause` in one episode.
+
+        Pass back what the previous call returned: a sender that already waited the
+        whole pause in this episode does not wait again until a new episode starts.
+        Returns at once when the room is not congested (the common case costs one
+        attribute read) and when the flow control is closed.
+        """
+        if not self._congested:
+            return waited_episode
+        with self._cond:
+            episode = self._episode
+            if episode == waited_episode:
+                return waited_episode
+            deadline = time.monotonic() + self.max_pause
+            while self._congested and self._episode == episode:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    logger.debug(
+                        "sender paused %.1fs; laggards look stuck, going on", self.max_pause
+                    )
+                    return episode
+                self._cond.wait(remaining)
+            return waited_episode
+
+    def close(self) -> None:
+        """Release every waiting sender, now and from now on."""
+        with self._cond:
+            self._closed = True
+            self._update()
+            self._cond.notify_all()

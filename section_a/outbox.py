@@ -1,0 +1,232 @@
+"""What a connection has still to be sent: a bounded backlog, and the one thread that drains them.
+
+A broadcast must never wait for a slow reader. So nobody ever blocks on a socket
+to send: whoever sends (the sender's own thread, for a broadcast) tries a
+non-blocking send, and what the socket does not take right away is queued in the
+recipient's `Outbox`. The queued bytes are written later by the `Flusher`, one
+thread for the whole server, which waits (epoll) for those sockets to drain.
+
+    sender's thread --send()--> Outbox --non-blocking send--> socket
+                                  |  (what did not fit)
+                                  v
+                               backlog --Flusher thread, when writable--> socket
+
+Why one flusher thread rather than the recipient's own thread: the recipient's
+thread is blocked in recv(), and waking it to write would take a second file
+descriptor per client (an eventfd) and halve how many clients fit under the
+descriptor limit. One extra thread for the whole server is cheaper.
+
+The backlog is bounded: past `limit` bytes the outbox gives up on its reader,
+closes and shuts its socket down, which wakes the reader's thread to leave.
+Crossing the flow control's marks is reported, so the room can tell a reader that
+lags alone from a room that lags as a whole (see flow.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+from collections import deque
+
+from section_a.flow import FlowControl
+
+logger = logging.getLogger(__name__)
+
+FLUSH_CHUNK = 256 * 1024  # bytes joined for one send when draining a backlog
+
+
+class Outbox:
+    """One connection's output: a direct non-blocking send, else a bounded backlog.
+
+    Every method may be called from any thread. Order is kept: while anything is
+    queued, new data goes behind it, never straight to the socket.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        limit: int,
+        flusher: Flusher,
+        flow: FlowControl,
+        first: bytes = b"",
+    ) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.limit = limit
+        self.closed = False
+        self.reason = ""  # why the outbox closed itself, for the log
+        self._flusher = flusher
+        self._flow = flow
+        self._lock = threading.Lock()
+        # `first` waits for the owner's first flush(): whatever is sent meanwhile queues behind it.
+        self._queue: deque[bytes] = deque([first] if first else [])
+        self._size = len(first)
+        self._lagging = False
+
+    @property
+    def backlog(self) -> int:
+        return self._size
+
+    def send(self, data: bytes) -> bool:
+        """Send `data` or queue it; never blocks. False if the outbox is closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            if not self._queue:
+                try:
+                    sent = self.sock.send(data, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._close(f"send failed: {exc.strerror or exc}")
+                    return False
+                if sent == len(data):
+                    return True
+                data = data[sent:]
+                self._flusher.arm(self)
+            self._queue.append(data)
+            self._size += len(data)
+            if self._size > self.limit:
+                self._close(f"backlog over {self.limit} bytes")
+                return False
+            self._track_lag()
+            return True
+
+    def flush(self) -> None:
+        """Write as much of the backlog as the socket takes now; ask the flusher for the rest."""
+        with self._lock:
+            while self._queue and not self.closed:
+                if len(self._queue) > 1 and len(self._queue[0]) < FLUSH_CHUNK:
+                    self._coalesce()
+                head = self._queue[0]
+                try:
+                    sent = self.sock.send(head, socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    sent = 0
+                except OSError as exc:
+                    self._close(f"send failed: {exc.strerror or exc}")
+                    return
+                self._size -= sent
+                if sent < len(head):
+                    self._queue[0] = head[sent:]
+                    self._flusher.arm(self)
+                    break
+                self._queue.popleft()
+            self._track_lag()
+
+    def _coalesce(self) -> None:
+        # Join small queued pieces so that one send() writes many of them.
+        pieces = []
+        size = 0
+        while self._queue and size < FLUSH_CHUNK:
+            piece = self._queue.popleft()
+            pieces.append(piece)
+            size += len(piece)
+        self._queue.appendleft(b"".join(pieces))
+
+    def _track_lag(self) -> None:
+        # Report crossings of the flow control's marks (see flow.py), with hysteresis.
+        if not self._lagging and self._size > self._flow.high_mark:
+            self._lagging = True
+            self._flow.started_lagging()
+        elif self._lagging and self._size <= self._flow.low_mark:
+            self._lagging = False
+            self._flow.stopped_lagging()
+
+    def close(self, reason: str = "") -> bool:
+        """Stop sending for good; returns the lag state to hand back to flow control."""
+        with self._lock:
+            if not self.closed:
+                self._close(reason, shut=False)
+            return self._lagging
+
+    def _close(self, reason: str, shut: bool = True) -> None:
+        # Called with the lock held. Shutting the socket down wakes its reader's thread
+        # (blocked in recv) so that it leaves; closing the socket is left to its owner.
+        self.closed = True
+        self.reason = self.reason or reason
+        self._queue.clear()
+        self._size = 0
+        self._flusher.forget(self)
+        if shut:
+            shut_down(self.sock)
+
+
+def shut_down(sock: socket.socket) -> None:
+    """Wake every thread blocked on `sock` and send FIN after what is already sent.
+
+    On Linux, close() from another thread does not wake a thread blocked in recv()
+    on the same socket; shutdown() does (recv returns b""). So a socket is shut
+    down to wake its reader, and closed only by the thread that owns it.
+    """
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut down, or the peer is gone: either way nobody is left to wake
+
+
+class Flusher:
+    """The one thread that writes queued output as sockets drain.
+
+    Outboxes `arm` themselves when they hold a backlog; the flusher waits in epoll
+    for any of those sockets to become writable (one-shot, so an idle writable
+    socket never spins it) and calls that outbox's `flush`.
+    """
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+        # An eventfd in the epoll set lets stop() wake the thread with no timeout loop.
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wake, select.EPOLLIN)
+        self._outboxes: dict[int, Outbox] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="flusher")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def arm(self, outbox: Outbox) -> None:
+        """Flush `outbox` once its socket is writable (called with the outbox's lock held)."""
+        events = select.EPOLLOUT | select.EPOLLONESHOT
+        with self._lock:
+            if self._stopping:
+                return
+            if outbox.fd in self._outboxes:
+                self._epoll.modify(outbox.fd, events)
+            else:
+                self._outboxes[outbox.fd] = outbox
+                self._epoll.register(outbox.fd, events)
+
+    def forget(self, outbox: Outbox) -> None:
+        """Stop watching `outbox`, before its socket is closed and its number reused."""
+        with self._lock:
+            if self._outboxes.get(outbox.fd) is outbox:
+                del self._outboxes[outbox.fd]
+                if not self._stopping:
+                    self._epoll.unregister(outbox.fd)
+
+    def _run(self) -> None:
+        while True:
+            for fd, _ in self._epoll.poll():
+                if fd == self._wake:
+                    return
+                with self._lock:
+                    outbox = self._outboxes.get(fd)
+                if outbox is not None:
+                    outbox.flush()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the thread and release its descriptors; safe to call twice."""
+        with self._lock:
+            if self._stopping:
+                return
+            self._stopping = True
+            os.eventfd_write(self._wake, 1)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        self._epoll.close()
+        os.close(self._wake)

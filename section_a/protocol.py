@@ -1,0 +1,295 @@
+"""The chat's wire protocol as pure code: bytes in, lines and commands out, bytes back.
+
+Nothing here touches a socket or a thread (the idea of h11): the servers read bytes,
+feed them to a `LineFramer`, turn each line into a command with `parse`, and send
+what the formatting functions return. So every rule of the protocol can be tested
+with bytes alone, and both servers (stage A and stage C) share it.
+
+The protocol is newline-delimited UTF-8, so `nc` is a working client:
+
+- a line ends with ``\\n`` or ``\\r\\n``; a line over the limit is refused, and
+  everything up to its newline is discarded, so its tail never becomes a line;
+- a plain line goes to everyone else as ``NAME: text``;
+- a line starting with ``/`` is a command (``/help`` lists them);
+- every line the server itself writes starts with ``*`` (errors with ``* error:``).
+
+Bytes from a peer are never passed on raw: invalid UTF-8 becomes U+FFFD, and
+control characters (C0, DEL, C1) and bidirectional overrides are made visible,
+so no peer can drive another's terminal.
+
+    >>> framer = LineFramer(max_line=8)
+    >>> framer.feed(b"hel")
+    []
+    >>> framer.feed(b"lo\\r\\nwor")
+    [b'hello']
+    >>> framer.feed(b"ld, this line is too long\\nok\\n")
+    [Overlong(limit=8), b'ok']
+    >>> parse(sanitise(b"/msg bob hi \\x1b[2J"))
+    Whisper(name='bob', text='hi ^[[2J')
+    >>> message("alice", "hi")
+    b'alice: hi\\n'
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_LINE = 8192  # bytes in one line, its terminator not counted
+NAME_MAX = 24  # characters in a name
+
+# --------------------------------------------------------------------------- framing
+
+
+@dataclass(frozen=True)
+class Overlong:
+    """A line went over the limit and was discarded (reported once per line)."""
+
+    limit: int
+
+
+class LineFramer:
+    """Turns a stream of bytes, split anywhere, into whole lines.
+
+    Memory is bounded: a line whose newline has not arrived yet is checked against
+    the limit too (as Twisted's LineReceiver does), so a peer streaming bytes with no
+    newline costs at most `max_line` bytes here. Once a line is over the limit the
+    framer discards until the next newline and reports `Overlong` once.
+    """
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self._pending = b""  # the start of a line whose newline has not arrived
+        self._discarding = False  # inside an over-long line, until its newline
+
+    def feed(self, data: bytes) -> list[bytes | Overlong]:
+        """Add bytes; return the lines they complete (without terminators), in order."""
+        buffer = self._pending + data if self._pending else data
+        events: list[bytes | Overlong] = []
+        start = 0
+        while (newline := buffer.find(b"\n", start)) >= 0:
+            end = newline - 1 if newline > start and buffer[newline - 1] == 0x0D else newline
+            if self._discarding:
+                self._discarding = False  # the tail of an over-long line ends here
+            elif end - start > self.max_line:
+                events.append(Overlong(self.max_line))
+            else:
+                events.append(buffer[start:end])
+            start = newline + 1
+        rest = buffer[start:]
+        # One byte of slack: a line of exactly max_line bytes may be waiting for "\n" after "\r".
+        if not self._discarding and len(rest) > self.max_line + 1:
+            events.append(Overlong(self.max_line))
+            self._discarding = True
+        self._pending = b"" if self._discarding else rest
+        return events
+
+    @property
+    def pending(self) -> int:
+        """Bytes held for a line whose newline has not arrived yet."""
+        return len(self._pending)
+
+
+# --------------------------------------------------------------------------- sanitising
+
+_CARET = {c: "^" + chr(c ^ 0x40) for c in (*range(0x20), 0x7F)}  # ESC -> ^[, NUL -> ^@
+_CARET[0x09] = " "  # a tab is harmless but its width is the terminal's choice: a space
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _replace(match: re.Match[str]) -> str:
+    # C0 and DEL get caret notation, the rest (C1, bidi controls) the replacement character.
+    return _CARET.get(ord(match.group()), "\ufffd")
+
+
+def make_safe(text: str) -> str:
+    """Make text harmless to print on a terminal, keeping all printable Unicode.
+
+    >>> print(make_safe("\\x1b]0;pwned\\x07 café \\u202eevil"))
+    ^[]0;pwned^G café �evil
+    """
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(_replace, text)
+
+
+def sanitise(line: bytes) -> str:
+    """Decode one line from a peer (invalid UTF-8 becomes U+FFFD) and make it safe."""
+    return make_safe(line.decode("utf-8", "replace"))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True)
+class Say:
+    text: str
+
+
+@dataclass(frozen=True)
+class Nick:
+    name: str
+
+
+@dataclass(frozen=True)
+class Who:
+    pass
+
+
+@dataclass(frozen=True)
+class Whisper:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Me:
+    text: str
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True)
+class Blank:
+    """An empty or all-blank line: nothing to do."""
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A command that cannot be carried out; `reason` goes back to its sender."""
+
+    reason: str
+
+
+Command = Say | Nick | Who | Whisper | Me | Help | Quit | Blank | Invalid
+
+COMMANDS = (
+    ("/nick NAME", "change your name"),
+    ("/who", "list who is here"),
+    ("/msg NAME TEXT", "send TEXT to NAME only"),
+    ("/me ACTION", "describe what you are doing"),
+    ("/help", "show this list"),
+    ("/quit", "leave the chat"),
+    ("//TEXT", "say TEXT starting with a slash"),
+)
+
+
+def parse(text: str) -> Command:
+    """Turn one sanitised line into the command it asks for.
+
+    >>> parse("hello"), parse("/NICK  bob "), parse("/msg bob"), parse("//etc")
+    (Say(text='hello'), Nick(name='bob'), Invalid(reason='usage: /msg NAME TEXT'), Say(text='/etc'))
+    """
+    if not text.strip():
+        return Blank()
+    if not text.startswith("/"):
+        return Say(text)
+    if text.startswith("//"):
+        return Say(text[1:])
+    word, _, rest = text[1:].partition(" ")
+    rest = rest.strip()
+    match word.lower():
+        case "nick":
+            if not rest or " " in rest:
+                return Invalid("usage: /nick NAME")
+            return Nick(rest)
+        case "who":
+            return Who()
+        case "msg":
+            name, _, body = rest.partition(" ")
+            if not name or not body.strip():
+                return Invalid("usage: /msg NAME TEXT")
+            return Whisper(name, body.strip())
+        case "me":
+            return Me(rest) if rest else Invalid("usage: /me ACTION")
+        case "help":
+            return Help()
+        case "quit":
+            return Quit()
+        case _:
+            return Invalid(f"unknown command /{word}; /help lists the commands")
+
+
+# --------------------------------------------------------------------------- names
+
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# Words the server starts its own lines with: a user so named could forge them with /me.
+RESERVED_NAMES = frozenset({"error", "server", "welcome", "you", "private", "commands"})
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a name, or None if it can (uniqueness is the room's business).
+
+    >>> name_problem("alice"), name_problem("9lives") is not None
+    (None, True)
+    """
+    if len(name) > NAME_MAX or not _NAME.fullmatch(name):
+        return f"a name is 1 to {NAME_MAX} letters, digits, '-' or '_', starting with a letter"
+    if name.lower() in RESERVED_NAMES:
+        return f"the name {name} is reserved"
+    return None
+
+
+# --------------------------------------------------------------------------- formatting
+# Everything the server sends is built here, as bytes ready for the wire.
+
+
+def _line(text: str) -> bytes:
+    return (text + "\n").encode()
+
+
+def message(sender: str, text: str) -> bytes:
+    return _line(f"{sender}: {text}")
+
+
+def whisper(sender: str, text: str) -> bytes:
+    return _line(f"{sender} (private): {text}")
+
+
+def action(sender: str, text: str) -> bytes:
+    return _line(f"* {sender} {text}")
+
+
+def notice(text: str) -> bytes:
+    return _line(f"* {text}")
+
+
+def error(text: str) -> bytes:
+    return _line(f"* error: {text}")
+
+
+def welcome(name: str, others: list[str]) -> bytes:
+    here = ", ".join(others) if others else "nobody else"
+    return notice(f"welcome, {name}. here now: {here}. type /help for the commands")
+
+
+def help_text() -> bytes:
+    width = max(len(usage) for usage, _ in COMMANDS)
+    lines = [notice("commands:")]
+    lines += [notice(f"  {usage.ljust(width)}  {meaning}") for usage, meaning in COMMANDS]
+    return b"".join(lines)
+
+
+def joined(name: str) -> bytes:
+    return notice(f"{name} joined")
+
+
+def left(name: str, why: str = "") -> bytes:
+    return notice(f"{name} left" + (f" ({why})" if why else ""))
+
+
+def renamed(old: str, new: str) -> bytes:
+    return notice(f"{old} is now {new}")
+
+
+SERVER_FULL = "server full; try again later"
+SHUTTING_DOWN = notice("server shutting down")
+BYE = notice("bye")

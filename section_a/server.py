@@ -1,0 +1,145 @@
+"""Stage A: the chat server, with one thread per connected client.
+
+    main thread                        one thread per client
+    -----------                        ---------------------
+    accept() --conn--> Thread(serve_client)  -->  recv() -> protocol -> room -> outboxes
+       ^                                          (until EOF, /quit, cut, or shutdown)
+       |  SIGINT/SIGTERM: shut the listener down (wakes accept), tell the room to close
+       |  (wakes every recv), join every client thread, exit 0
+
+The main thread does nothing but accept: for every connection it starts a thread
+that runs `session.serve_client`, and keeps it in a set so that it can join it at
+shutdown (the thread removes itself when its client leaves). With n clients the
+process has n + 2 threads: the main thread, the n client threads, and the room's
+flusher, which writes what slow readers' sockets could not take at once
+(outbox.py says why one shared thread beats a second one per client).
+
+Run it: python -m section_a.server --port 9034   (then: nc 127.0.0.1 9034)
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+import sys
+import threading
+import time
+
+from section_a import cli
+from section_a.outbox import shut_down
+from section_a.room import ChatRoom, peer_name
+from section_a.session import serve_client
+
+logger = logging.getLogger("chat")
+
+# Out of descriptors or memory: the pending connection waits in the kernel's queue,
+# so back off and accept again later, rather than spin on an error that will repeat.
+CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+ACCEPT_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
+LOG_EVERY = 1.0  # seconds between two log lines about the same accept error
+
+
+class ThreadedServer:
+    """Accepts connections in the calling thread and serves each in a thread of its own."""
+
+    def __init__(self, listener: socket.socket, room: ChatRoom) -> None:
+        self.listener = listener
+        self.room = room
+        self._threads: set[threading.Thread] = set()
+        self._lock = threading.Lock()
+        self._stop_requested = threading.Event()
+        self._last_complaint = 0.0
+
+    def serve_forever(self) -> None:
+        """Accept until `request_stop`; each connection gets a new thread."""
+        while not self._stop_requested.is_set():
+            try:
+                conn, addr = self.listener.accept()
+            except OSError as exc:
+                if self._stop_requested.is_set():
+                    break  # the listener was shut down to wake us
+                self._accept_failed(exc)
+                continue
+            thread = threading.Thread(
+                target=self._serve,
+                args=(conn, addr),
+                name=f"client-{peer_name(addr)}",
+                daemon=True,  # joined at close; a stuck one must not keep the process alive
+            )
+            with self._lock:
+                self._threads.add(thread)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread": out of memory or a limit
+                with self._lock:
+                    self._threads.discard(thread)
+                conn.close()
+                self._complain("cannot start a thread for %s; connection closed", peer_name(addr))
+
+    def _serve(self, conn: socket.socket, addr: object) -> None:
+        try:
+            serve_client(self.room, conn, addr)
+        except Exception:
+            logger.exception("client %s: unexpected error", peer_name(addr))
+        finally:
+            conn.close()
+            with self._lock:
+                self._threads.discard(threading.current_thread())
+
+    def _accept_failed(self, exc: OSError) -> None:
+        if exc.errno in CAPACITY_ERRNOS:
+            self._complain("accept: %s; retrying every %.1fs", exc.strerror, ACCEPT_BACKOFF)
+            self._stop_requested.wait(ACCEPT_BACKOFF)
+        elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
+            # A peer that gave up while queued is not an error; anything else is unexpected
+            # but must not kill the server: log it, and do not spin on it either.
+            self._complain("accept: %s", exc)
+            self._stop_requested.wait(ACCEPT_BACKOFF)
+
+    def _complain(self, message: str, *args: object) -> None:
+        # At most one line a second: an error that repeats must not flood the log.
+        now = time.monotonic()
+        if now - self._last_complaint >= LOG_EVERY:
+            self._last_complaint = now
+            logger.warning(message, *args)
+
+    def request_stop(self) -> None:
+        """Make `serve_forever` return; safe from a signal handler or any thread."""
+        self._stop_requested.set()
+        shut_down(self.listener)  # wakes accept(): close alone would not (Linux)
+
+    def close(self, timeout: float) -> list[str]:
+        """Tell the clients, wake and join every thread; names of threads still alive."""
+        self.listener.close()
+        self.room.close()
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.room.stop_flusher(max(0.0, deadline - time.monotonic()))
+        return [t.name for t in threads if t.is_alive()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = cli.parse_args("Stage A chat server: one thread per connected client.", argv)
+    cli.raise_fd_limit()
+    cli.prepare_threads()
+    try:
+        listener = cli.listen(args.host, args.port)
+    except OSError as exc:
+        return cli.fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    server = ThreadedServer(listener, cli.make_room(args))
+    with cli.stop_on_signals(server.request_stop):
+        server.serve_forever()
+    stuck = server.close(cli.STOP_TIMEOUT)
+    if stuck:
+        logger.error("threads still running at exit: %s", ", ".join(stuck))
+        return 1
+    logger.info("stopped; %d thread left", threading.active_count())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Small helpers the tests share: reading a process from /proc, waiting with a deadline.
+
+Tests never sleep in place of waiting for a condition: they poll the condition
+with `wait_for`, which fails with a message naming what did not happen.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+DEADLINE = 5.0  # seconds; generous on a loaded 2-core machine, short enough to fail fast
+
+
+def wait_for(
+    predicate: Callable[[], T], what: str, timeout: float = DEADLINE, interval: float = 0.01
+) -> T:
+    """Return the first truthy value of `predicate()`, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def thread_count(pid: int) -> int:
+    """The number of threads of process `pid`, as the kernel counts them."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no Threads: line in /proc/{pid}/status")
+
+
+def open_fds(pid: int) -> int:
+    """The number of open file descriptors of process `pid`."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid`, in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS: line in /proc/{pid}/status")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
