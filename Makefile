@@ -1,26 +1,32 @@
-# Three stages of one chat system; `make help` lists what you can run.
-# Variables you may override: make test PYTHON=python3.11 PYTEST_ARGS='-k framer'
+# Three stages of one chat system, for a course on threads and the proactor pattern.
+# `make help` lists the targets. Variables you may override, e.g.:
+#   make server_a PORT=9000      make test PYTEST_ARGS='-k framer -x'
 PYTHON      ?= python3
 VENV        ?= .venv
-PORT        ?= 9034
 HOST        ?= 127.0.0.1
+PORT        ?= 9034
 PYTEST_ARGS ?=
 
-VPY   := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+VPY    := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
 PYTEST := $(VPY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 .PHONY: help
 help:
-	@echo "Stages:"
-	@echo "  make section_a   demo of the threaded chat server, then its tests"
-	@echo "  make test_a      stage A tests only"
-	@echo "  make server_a    run the stage A server on $(HOST):$(PORT)"
-	@echo "  make client      run the terminal client against $(HOST):$(PORT)"
-	@echo "Everything:"
-	@echo "  make test        set up .venv (pinned dev tools) and run the whole suite"
+	@echo "Graders, start here:"
+	@echo "  make section_a   watch the stage A demo, then run the stage A tests"
+	@echo "  make section_b   watch the stage B (proactor) demo, then its tests"
+	@echo "  make section_c   watch the stage C demo (chat on the proactor), then its tests"
+	@echo "  make test        set up $(VENV) with the pinned dev tools, run the whole suite"
+	@echo "By hand (several terminals):"
+	@echo "  make server_a    stage A server on $(HOST):$(PORT)"
+	@echo "  make server_c    stage C server on $(HOST):$(PORT)"
+	@echo "  make client      terminal client for $(HOST):$(PORT)  (or: nc $(HOST) $(PORT))"
+	@echo "Also:"
+	@echo "  make test_a, test_b, test_c   one stage's tests"
+	@echo "  make diff        what the proactor changed: stage A server vs stage C server"
 	@echo "  make lint        ruff and mypy"
-	@echo "  make clean       remove the virtual environment and caches"
+	@echo "  make clean       remove $(VENV) and caches"
 
 # The venv is a stamp that depends on the pinned requirements: a failed install
 # leaves no stamp and is retried; a changed requirement is installed again.
@@ -31,6 +37,27 @@ $(STAMP): requirements-dev.txt | $(VPY)
 	$(VPY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# ---------------------------------------------------------------- stage A
+.PHONY: section_a
+section_a: demo_a test_a
+
+.PHONY: demo_a
+demo_a:
+	$(PYTHON) -m section_a.demo --server section_a.server
+
+.PHONY: test_a
+test_a: $(STAMP)
+	$(PYTEST) -m "stage_a and not stage_c"
+
+.PHONY: server_a
+server_a:
+	$(PYTHON) -m section_a.server --host $(HOST) --port $(PORT)
+
+.PHONY: client
+client:
+	$(PYTHON) -m section_a.client --host $(HOST) --port $(PORT)
+
+# ---------------------------------------------------------------- everything
 .PHONY: test
 test: $(STAMP)
 	$(PYTEST)

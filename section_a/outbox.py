@@ -57,7 +57,7 @@ class Outbox:
         self.fd = sock.fileno()
         self.limit = limit
         self.closed = False
-        self.reason = ""  # why the outbox closed itself, for the log
+        self.reason = ""  # why the outbox gave up on its reader (a cut), for the log
         self._flusher = flusher
         self._flow = flow
         self._lock = threading.Lock()
@@ -136,11 +136,11 @@ class Outbox:
             self._lagging = False
             self._flow.stopped_lagging()
 
-    def close(self, reason: str = "") -> bool:
+    def close(self) -> bool:
         """Stop sending for good; returns the lag state to hand back to flow control."""
         with self._lock:
             if not self.closed:
-                self._close(reason, shut=False)
+                self._close("", shut=False)
             return self._lagging
 
     def _close(self, reason: str, shut: bool = True) -> None:

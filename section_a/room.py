@@ -123,17 +123,16 @@ class ChatRoom:
             del self._names[member.name.lower()]
             count = len(self._members)
             closing = self._closing
-        why = member.outbox.reason or why
-        self.flow.member_left(lagging=member.outbox.close(why))
+        cut = member.outbox.reason  # set only when the outbox gave up on this reader
+        self.flow.member_left(lagging=member.outbox.close())
         if not closing:
-            self.broadcast(protocol.left(member.name, why), exclude=member)
-        log = logger.warning if member.outbox.reason else logger.info
+            self.broadcast(protocol.left(member.name, cut), exclude=member)
         # This thread is still running: it ends right after, so it is not counted.
-        log(
+        (logger.warning if cut else logger.info)(
             "%s left (%s)%s; %d clients, %d threads",
             member.name,
             member.peer,
-            f": {why}" if why else "",
+            f": {cut or why}" if cut or why else "",
             count,
             threading.active_count() - 1,
         )

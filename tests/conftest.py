@@ -1,0 +1,60 @@
+"""Fixtures: the chat servers of stage A and stage C as processes, side by side.
+
+Every chat behaviour test takes `start_server` (or `server`) and so runs once per
+server module in SERVERS: the two stages are held to the same behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import LineClient, ServerProcess
+
+# Each server carries the mark of its stage, so `-m stage_c` selects every chat test run on C.
+SERVERS = [pytest.param("section_a.server", id="section_a", marks=pytest.mark.stage_a)]
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture(params=SERVERS)
+def server_module(request: pytest.FixtureRequest) -> str:
+    module: str = request.param
+    return module
+
+
+@pytest.fixture
+def start_server(server_module: str, tmp_path: Path) -> Iterator[StartServer]:
+    """Start the server under test with extra options; every one is stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(server_module, list(args), tmp_path)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: StartServer) -> ServerProcess:
+    return start_server()
+
+
+@pytest.fixture
+def connect(server: ServerProcess) -> Iterator[Callable[..., LineClient]]:
+    """Open line clients to `server`; each is closed at the end."""
+    clients: list[LineClient] = []
+
+    def open_client(**kwargs: object) -> LineClient:
+        client = LineClient(server.address, **kwargs)  # type: ignore[arg-type]
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
