@@ -80,8 +80,8 @@ class Outbox:
                     sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     sent = 0
-                except OSError as exc:
-                    self._close(f"send failed: {exc.strerror or exc}")
+                except OSError:
+                    self._close("")  # the peer is gone; its own thread sees why
                     return False
                 if sent == len(data):
                     return True
@@ -106,8 +106,8 @@ class Outbox:
                     sent = self.sock.send(head, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     sent = 0
-                except OSError as exc:
-                    self._close(f"send failed: {exc.strerror or exc}")
+                except OSError:
+                    self._close("")  # the peer is gone; its own thread sees why
                     return
                 self._size -= sent
                 if sent < len(head):

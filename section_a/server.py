@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import socket
 import sys
 import threading
@@ -110,15 +111,13 @@ class ThreadedServer:
         shut_down(self.listener)  # wakes accept(): close alone would not (Linux)
 
     def close(self, timeout: float) -> list[str]:
-        """Tell the clients, wake and join every thread; names of threads still alive."""
+        """Close the listener, join every client thread; the names of those still alive."""
         self.listener.close()
-        self.room.close()
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads)
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        self.room.stop_flusher(max(0.0, deadline - time.monotonic()))
         return [t.name for t in threads if t.is_alive()]
 
 
@@ -130,13 +129,18 @@ def main(argv: list[str] | None = None) -> int:
         listener = cli.listen(args.host, args.port)
     except OSError as exc:
         return cli.fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    server = ThreadedServer(listener, cli.make_room(args))
+    room = cli.make_room(args)
+    # This thread accepts, and starts a thread running serve_client(room, conn, addr) for
+    # each connection; when that returns, the thread closes the connection.
+    server = ThreadedServer(listener, room)
     with cli.stop_on_signals(server.request_stop):
         server.serve_forever()
+    room.close()
     stuck = server.close(cli.STOP_TIMEOUT)
+    room.stop_flusher(cli.STOP_TIMEOUT)
     if stuck:
         logger.error("threads still running at exit: %s", ", ".join(stuck))
-        return 1
+        os._exit(1)  # do not wait for them forever
     logger.info("stopped; %d thread left", threading.active_count())
     return 0
 
