@@ -51,6 +51,17 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         default=room.SENDQ,
         help="bytes waiting for a client that reads too slowly before it is disconnected",
     )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        metavar="LINES/S",
+        help="flood control: lines a second each client may send (over it, its lines wait; "
+        "past --sendq bytes waiting, it is disconnected); 0: off",
+    )
+    parser.add_argument(
+        "--burst", type=positive, default=10, help="with --rate: lines a client may send at once"
+    )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
@@ -70,7 +81,13 @@ def positive(text: str) -> int:
 
 
 def make_room(args: argparse.Namespace) -> room.ChatRoom:
-    return room.ChatRoom(max_clients=args.max_clients, sendq=args.sendq, max_line=args.max_line)
+    return room.ChatRoom(
+        max_clients=args.max_clients,
+        sendq=args.sendq,
+        max_line=args.max_line,
+        rate=args.rate,
+        burst=args.burst,
+    )
 
 
 def listen(host: str, port: int) -> socket.socket:

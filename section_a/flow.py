@@ -1,4 +1,4 @@
-"""Flow control for the room: slow the senders when the whole room lags.
+"""Flow control: slow the senders when the whole room lags; optionally, limit each one's rate.
 
 Every member has an output backlog: bytes the room has for it that its socket has
 not taken yet. Two different situations make backlogs grow, and they need
@@ -28,6 +28,9 @@ A pause is bounded: a sender waits at most `MAX_PAUSE` seconds per episode of
 congestion. If the laggards have not drained by then they are not slow but stuck,
 and the sender goes on: the stuck readers' backlogs then reach the hard limit and
 are cut, which ends the episode. This state is pure (no sockets) and is tested so.
+
+Separately, and only when asked for (``--rate``), a `TokenBucket` per client limits
+how fast one client's lines are carried out: lines over the rate wait, not lost.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +159,37 @@ class FlowControl:
             self._closed = True
             self._update()
             self._cond.notify_all()
+
+
+class TokenBucket:
+    """Flood control for one client: on average `rate` lines a second, `burst` at once.
+
+    The bucket holds up to `burst` tokens and refills at `rate` a second; a line
+    takes a token. Pure state with an injectable clock, so it is tested without time.
+    """
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    def take(self, wanted: int) -> int:
+        """Take up to `wanted` tokens; returns how many were granted."""
+        self._refill()
+        granted = min(wanted, int(self._tokens))
+        self._tokens -= granted
+        return granted
+
+    def delay(self) -> float:
+        """Seconds until the next token."""
+        self._refill()
+        return max(0.0, (1.0 - self._tokens) / self.rate)

@@ -59,17 +59,21 @@ class ChatRoom:
         max_clients: int = MAX_CLIENTS,
         sendq: int = SENDQ,
         max_line: int = protocol.MAX_LINE,
+        rate: float = 0.0,
+        burst: int = 1,
     ) -> None:
         self.max_clients = max_clients
         self.sendq = sendq
         self.max_line = max_line
+        self.rate = rate  # lines a second per client; 0: no flood control
+        self.burst = burst
+        self.closing = threading.Event()  # set once, by close()
         self.flow = FlowControl(sendq)
         self._flusher = Flusher()
         self._lock = threading.Lock()
         self._members: tuple[Member, ...] = ()
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._guests = itertools.count(1)
-        self._closing = False
         self._flusher.start()
 
     @property
@@ -82,7 +86,7 @@ class ChatRoom:
         with self._lock:
             refusal = (
                 protocol.SHUTTING_DOWN
-                if self._closing
+                if self.closing.is_set()
                 else protocol.error(protocol.SERVER_FULL)
                 if len(self._members) >= self.max_clients
                 else None
@@ -114,16 +118,19 @@ class ChatRoom:
         )
         return member
 
-    def leave(self, member: Member, why: str = "") -> None:
-        """Remove `member` (once) and tell the others, unless the room is closing."""
+    def leave(self, member: Member, why: str = "", cut: str = "") -> None:
+        """Remove `member` (once) and tell the others, unless the room is closing.
+
+        `why` is for the log; `cut`, why the server disconnected the member, is for all.
+        """
         with self._lock:
             if member not in self._members:
                 return
             self._members = tuple(m for m in self._members if m is not member)
             del self._names[member.name.lower()]
             count = len(self._members)
-            closing = self._closing
-        cut = member.outbox.reason  # set only when the outbox gave up on this reader
+            closing = self.closing.is_set()
+        cut = member.outbox.reason or cut  # the outbox's reason: it gave up on this reader
         self.flow.member_left(lagging=member.outbox.close())
         if not closing:
             self.broadcast(protocol.left(member.name, cut), exclude=member)
@@ -174,7 +181,7 @@ class ChatRoom:
         members' threads then leave by themselves; their owner joins them.
         """
         with self._lock:
-            self._closing = True
+            self.closing.set()  # under the lock: no join slips in after the snapshot
             members = self._members
         self.flow.close()
         for member in members:

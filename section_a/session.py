@@ -10,20 +10,100 @@ never interleaved with a broadcast.
 
 Plain lines of one recv() are forwarded as one block, one send per recipient,
 not one per line: that is most of the server's speed under load.
+
+With flood control on (``--rate``), a `RateLimitedReader` stands between the
+socket and the lines: it keeps reading, so a flooding client is noticed, but hands
+out lines only as fast as the client's token bucket allows; past ``--sendq`` bytes
+of lines waiting, the client is cut.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import socket
+import threading
+from collections import deque
 
 from section_a import protocol
+from section_a.flow import TokenBucket
 from section_a.protocol import Blank, Help, Invalid, Me, Nick, Overlong, Quit, Say, Whisper, Who
 from section_a.room import ChatRoom, Member
 
 logger = logging.getLogger(__name__)
 
 RECV_SIZE = 16 * 1024  # bytes read at once; also bounds what a sender has in hand when paused
+
+Events = list[bytes | Overlong]
+
+
+class Flooding(Exception):
+    """A rate-limited client sent more than may wait for it."""
+
+
+class LineReader:
+    """Lines from a socket, as fast as they come."""
+
+    def __init__(self, conn: socket.socket, framer: protocol.LineFramer) -> None:
+        self.conn = conn
+        self.framer = framer
+
+    def read(self) -> Events | None:
+        """The lines of the next recv() (maybe none); None at EOF."""
+        data = self.conn.recv(RECV_SIZE)
+        return self.framer.feed(data) if data else None
+
+
+class RateLimitedReader(LineReader):
+    """Lines from a socket, no faster than a token bucket allows; a flood is cut."""
+
+    def __init__(
+        self,
+        conn: socket.socket,
+        framer: protocol.LineFramer,
+        bucket: TokenBucket,
+        limit: int,
+        closing: threading.Event,
+    ) -> None:
+        super().__init__(conn, framer)
+        self.bucket = bucket
+        self.limit = limit
+        self.closing = closing  # set when the server shuts down: held lines are dropped
+        self._held: deque[bytes | Overlong] = deque()  # read, waiting for a token
+        self._held_bytes = 0
+        self._eof = False
+
+    def read(self) -> Events | None:
+        while True:
+            if self._held:
+                granted = self.bucket.take(len(self._held))
+                if granted:
+                    return [self._release() for _ in range(granted)]
+                if self._eof or not self._readable(self.bucket.delay()):
+                    continue  # the next token is due (a wait, not a spin: poll timed out)
+            if self._eof and (not self._held or self.closing.is_set()):
+                return None
+            events = super().read()
+            if events is None:
+                self._eof = True  # the lines already read are still carried out
+                continue
+            for event in events:
+                self._held.append(event)
+                self._held_bytes += len(event) if isinstance(event, bytes) else 0
+            if self._held_bytes > self.limit:
+                raise Flooding(f"flooding: over {self.limit} bytes of lines waiting")
+
+    def _release(self) -> bytes | Overlong:
+        event = self._held.popleft()
+        self._held_bytes -= len(event) if isinstance(event, bytes) else 0
+        return event
+
+    def _readable(self, timeout: float) -> bool:
+        if self._eof:  # the socket would always be readable (EOF): wait for the token instead
+            self.closing.wait(timeout)
+            return False
+        readable, _, _ = select.select([self.conn], [], [], timeout)
+        return bool(readable)
 
 
 def serve_client(room: ChatRoom, conn: socket.socket, addr: object) -> None:
@@ -32,24 +112,34 @@ def serve_client(room: ChatRoom, conn: socket.socket, addr: object) -> None:
     if member is None:
         return
     framer = protocol.LineFramer(room.max_line)
+    reader = (
+        RateLimitedReader(
+            conn, framer, TokenBucket(room.rate, room.burst), room.sendq, room.closing
+        )
+        if room.rate
+        else LineReader(conn, framer)
+    )
     episode = 0
-    why = ""
+    why = cut = ""
     try:
         while True:
             episode = room.flow.wait_for_room(episode)  # pause while the whole room lags
-            data = conn.recv(RECV_SIZE)
-            if not data:
+            events = reader.read()
+            if events is None:
                 break
-            if not handle(room, member, framer.feed(data)):
+            if not handle(room, member, events):
                 why = "quit"
                 break
+    except Flooding as exc:
+        cut = str(exc)
+        member.send(protocol.error(f"{cut}; disconnected"))
     except OSError as exc:  # reset, or cut from another thread: the peer is gone either way
         why = exc.strerror or str(exc)
     finally:
-        room.leave(member, why)
+        room.leave(member, why, cut)
 
 
-def handle(room: ChatRoom, member: Member, events: list[bytes | Overlong]) -> bool:
+def handle(room: ChatRoom, member: Member, events: Events) -> bool:
     """Act on the lines of one read; False once the member asked to quit."""
     said: list[bytes] = []  # plain lines, forwarded together
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from section_a.flow import MIN_LAGGING, FlowControl
+from section_a.flow import MIN_LAGGING, FlowControl, TokenBucket
 from tests.support import wait_for
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(10)]
@@ -165,3 +165,23 @@ def test_many_paused_senders_all_resume() -> None:
     for sender in senders:
         sender.join(5)
     assert not any(s.is_alive() for s in senders)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_token_bucket_grants_a_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10, burst=5, clock=clock)
+    assert bucket.take(8) == 5
+    assert bucket.take(1) == 0
+    assert bucket.delay() == pytest.approx(0.1)
+    clock.now += 0.25
+    assert bucket.take(8) == 2
+    clock.now += 60  # idle time refills up to the burst, never beyond
+    assert bucket.take(100) == 5
