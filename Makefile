@@ -57,6 +57,39 @@ server_a:
 client:
 	$(PYTHON) -m section_a.client --host $(HOST) --port $(PORT)
 
+# ---------------------------------------------------------------- stage B
+.PHONY: section_b
+section_b: demo_b test_b
+
+.PHONY: demo_b
+demo_b:
+	$(PYTHON) -m section_b.demo
+
+.PHONY: test_b
+test_b: $(STAMP)
+	$(PYTEST) -m stage_b
+
+# ---------------------------------------------------------------- stage C
+.PHONY: section_c
+section_c: demo_c test_c
+
+.PHONY: demo_c
+demo_c:
+	$(PYTHON) -m section_a.demo --server section_c.server
+
+.PHONY: test_c
+test_c: $(STAMP)
+	$(PYTEST) -m stage_c
+
+.PHONY: server_c
+server_c:
+	$(PYTHON) -m section_c.server --host $(HOST) --port $(PORT)
+
+# What the proactor changed, for instructors: the two servers side by side.
+.PHONY: diff
+diff:
+	@diff -u section_a/server.py section_c/server.py; true
+
 # ---------------------------------------------------------------- everything
 .PHONY: test
 test: $(STAMP)

@@ -33,6 +33,9 @@ from section_a.room import ChatRoom, Member
 logger = logging.getLogger(__name__)
 
 RECV_SIZE = 16 * 1024  # bytes read at once; also bounds what a sender has in hand when paused
+# A thread blocked in recv() holds a buffer of the size it asked for, so a client that
+# sent little last time is read with a small one: idle clients then cost little memory.
+IDLE_RECV_SIZE = 1024
 
 Events = list[bytes | Overlong]
 
@@ -47,10 +50,12 @@ class LineReader:
     def __init__(self, conn: socket.socket, framer: protocol.LineFramer) -> None:
         self.conn = conn
         self.framer = framer
+        self._size = IDLE_RECV_SIZE
 
     def read(self) -> Events | None:
         """The lines of the next recv() (maybe none); None at EOF."""
-        data = self.conn.recv(RECV_SIZE)
+        data = self.conn.recv(self._size)
+        self._size = RECV_SIZE if len(data) >= IDLE_RECV_SIZE else IDLE_RECV_SIZE
         return self.framer.feed(data) if data else None
 
 

@@ -14,7 +14,10 @@ import pytest
 from tests.servers import LineClient, ServerProcess
 
 # Each server carries the mark of its stage, so `-m stage_c` selects every chat test run on C.
-SERVERS = [pytest.param("section_a.server", id="section_a", marks=pytest.mark.stage_a)]
+SERVERS = [
+    pytest.param("section_a.server", id="section_a", marks=pytest.mark.stage_a),
+    pytest.param("section_c.server", id="section_c", marks=pytest.mark.stage_c),
+]
 
 StartServer = Callable[..., ServerProcess]
 

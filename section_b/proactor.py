@@ -1,0 +1,366 @@
+"""A generic proactor: listening sockets in, a thread per connection out.
+
+    listeners --> accept thread -----------> a thread per connection --> handler(conn, addr)
+                  1 per Proactor; waits on    "conn-HOST:PORT"; ends      returns or raises;
+                  all listeners at once       when the handler does       then conn is closed
+
+    start()  starts the accept thread; the accept thread starts each connection thread.
+    stop()   wakes the accept thread (a byte on a wake-up socket), which closes the listeners;
+             wakes every connection thread (shutdown of its socket); joins them all.
+
+A proactor (Schmidt et al., POSA2) separates starting an operation from completing it:
+an *initiator* starts an asynchronous operation and returns at once; an *asynchronous
+operation processor* performs it; a *completion dispatcher* hands each completed operation
+to the *completion handler* registered for it. Here the operation is "accept a connection":
+the initiator is the code that calls add_listener() and start(); the processor is the
+kernel's listen backlog together with the accept thread; the dispatcher is the accept thread,
+which starts a new thread for each accepted connection; the completion handler is the
+`handler(conn, addr)` given with the listener, run in that thread.
+
+A reactor differs in what it reports: readiness ("this socket can be read without
+blocking"), and the handler then does the I/O itself, without blocking, in the reactor's one
+thread. A proactor reports completion ("here is your connection"), so its handlers may block:
+each has a thread of its own. (Inside, the accept thread is a tiny reactor over the listeners.)
+
+Threads: 1 accept thread per Proactor, plus 1 per live connection; nothing else.
+
+Listeners. The proactor owns the sockets given to add_listener() (before start()): it makes
+them non-blocking (the accept thread must never block in accept() after a stale wake-up), and
+the accept thread closes them when it ends.
+
+Accept thread. It waits with a selector on every listener and on a wake-up socket, so one
+thread serves any number of listeners, and stop() wakes it without a polling timeout.
+Running out of descriptors or memory (CAPACITY_ERRNOS) pauses accepting for
+CAPACITY_BACKOFF seconds, and the warning is logged at most once a second: accepting again
+at once would fail again and spin a core. A connection lost before it was accepted
+(RETRY_ERRNOS) is skipped. Any other accept error closes that listener only, with a log line.
+
+Connection threads. Each runs on_connect, then the handler, on a blocking socket; whatever the
+handler does, the connection is then closed, on_disconnect runs and the thread ends. An
+exception is logged with the peer and counted in `failed`; nothing else is affected.
+
+Over max_connections, a new connection is refused politely rather than made to wait: the
+accept thread calls on_refused(conn, addr) (e.g. to send one line; it has REFUSE_TIMEOUT
+seconds), then closes it. Waiting would leave the client connected with no answer.
+
+>>> import socket
+>>> def upper(conn, addr):
+...     while data := conn.recv(1024):
+...         conn.sendall(data.upper())
+>>> listener = socket.create_server(("127.0.0.1", 0))
+>>> with start_proactor(listener, upper) as proactor:
+...     with socket.create_connection(listener.getsockname()) as client:
+...         client.sendall(b"hello")
+...         client.recv(1024)
+b'HELLO'
+>>> proactor.stop()  # the with block stopped it already; stopping again is harmless
+[]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeAlias
+
+__all__ = [
+    "Address",
+    "Handler",
+    "Proactor",
+    "peer_name",
+    "start_proactor",
+    "stop_proactor",
+    "wake_blocked",
+]
+
+logger = logging.getLogger(__name__)
+
+Address: TypeAlias = Any  # as accept() returns it: (host, port), or (host, port, flow, scope)
+Handler: TypeAlias = Callable[[socket.socket, Address], None]
+
+# The process is out of something it shares (descriptors, buffers, memory): an accept
+# tried again at once fails again, so wait a little instead (trio's serve_listeners does too).
+CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+CAPACITY_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
+CAPACITY_LOG_INTERVAL = 1.0  # seconds; the capacity warning is logged at most this often
+# That connection died before we took it, or (Linux, see accept(2)) accept() reports a
+# pending network error of the new connection: the listener itself is fine.
+RETRY_ERRNOS = frozenset(
+    {
+        errno.ECONNABORTED,
+        errno.EPROTO,
+        errno.EPERM,
+        errno.ENETDOWN,
+        errno.ENOPROTOOPT,
+        errno.EHOSTDOWN,
+        errno.ENONET,
+        errno.EHOSTUNREACH,
+        errno.EOPNOTSUPP,
+        errno.ENETUNREACH,
+    }
+)
+REFUSE_TIMEOUT = 1.0  # seconds on_refused may spend on a socket: it runs in the accept thread
+
+
+def wake_blocked(sock: socket.socket) -> None:
+    """Wake every thread blocked on `sock`: recv() returns b"", send() and accept() fail.
+
+    Linux behaviour: close() from another thread does NOT wake a thread blocked in
+    accept() or recv() on the same socket (the blocked call holds the kernel's file open,
+    and it stays blocked). shutdown() acts on the connection itself and ends the blocked
+    call. So: shutdown here to wake, and let the socket's owner close it afterwards.
+    """
+    with contextlib.suppress(OSError):  # already closed or never connected: nothing to wake
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def peer_name(addr: Address) -> str:
+    """Name a peer for logs and thread names: '127.0.0.1:5000', '[::1]:5000'."""
+    if isinstance(addr, tuple):
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(addr) or "unnamed"  # an AF_UNIX peer is usually unnamed
+
+
+class Proactor:
+    """Accept connections on one or more listeners; serve each in a thread of its own.
+
+    Counters (read them; the proactor writes them): `accepted` connections handed to a
+    handler, `refused` turned away (over max_connections, or no thread could be started),
+    `failed` handlers that raised. on_connect(addr) and on_disconnect(addr) run in the
+    connection's thread, before the handler and after the connection is closed.
+
+    Its threads are not daemons: stop(), or leaving a with block, is how they end.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int | None = None,
+        on_refused: Handler | None = None,
+        on_connect: Callable[[Address], None] | None = None,
+        on_disconnect: Callable[[Address], None] | None = None,
+        name: str = "proactor",
+    ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
+        self.max_connections = max_connections
+        self.on_refused = on_refused
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.name = name
+        self.accepted = self.refused = self.failed = 0
+        self._listeners: dict[socket.socket, Handler] = {}
+        self._connections: dict[threading.Thread, socket.socket] = {}
+        self._lock = threading.Lock()  # guards the two dicts, the counters and the sockets
+        self._stopping = threading.Event()
+        self._accept_thread: threading.Thread | None = None
+        self._wakeup: socket.socket | None = None
+        self._last_capacity_log = -CAPACITY_LOG_INTERVAL
+        self._out_of_capacity = False
+
+    def add_listener(self, listener: socket.socket, handler: Handler) -> None:
+        """Serve connections to `listener` (already listening) with `handler`; before start()."""
+        if listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0:
+            raise ValueError(f"{listener!r} is not listening: call listen() first")
+        with self._lock:
+            if self._accept_thread is not None or self._stopping.is_set():
+                raise RuntimeError("add_listener() comes before start()")
+            listener.setblocking(False)
+            self._listeners[listener] = handler
+
+    def start(self) -> Proactor:
+        """Start accepting in the proactor's thread and return at once."""
+        with self._lock:
+            if self._accept_thread is not None or self._stopping.is_set():
+                raise RuntimeError("a Proactor can be started once")
+            if not self._listeners:
+                raise RuntimeError("add_listener() before start()")
+            selector = selectors.DefaultSelector()
+            wakeup, self._wakeup = socket.socketpair()
+            selector.register(wakeup, selectors.EVENT_READ, None)
+            for listener, handler in self._listeners.items():
+                selector.register(listener, selectors.EVENT_READ, (listener, handler))
+            self._accept_thread = threading.Thread(
+                target=self._accept_loop, args=(selector, wakeup), name=f"{self.name}-accept"
+            )
+            self._accept_thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> list[str]:
+        """Stop accepting, wake and join every thread; return the names of those still alive.
+
+        Safe to call twice and from any thread. From a handler, it wakes that handler's
+        connection too but does not wait for its own thread, which ends when it returns.
+        """
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if not self._stopping.is_set():
+                self._stopping.set()  # also ends a capacity back-off at once
+                if self._wakeup is not None:
+                    with contextlib.suppress(OSError):  # unless the accept thread is gone
+                        self._wakeup.send(b"\0")  # it wakes, and closes the listeners
+                    self._wakeup.close()
+                else:
+                    for listener in self._listeners:  # never started
+                        listener.close()
+            for conn in self._connections.values():
+                wake_blocked(conn)
+            threads = [*self._connections]
+            if self._accept_thread is not None:
+                threads.insert(0, self._accept_thread)
+        threads = [thread for thread in threads if thread is not threading.current_thread()]
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [thread.name for thread in threads if thread.is_alive()]
+        if alive:
+            logger.warning("%s: still running after %.1fs: %s", self.name, timeout, alive)
+        return alive
+
+    @property
+    def connection_count(self) -> int:
+        """The number of connections being served now."""
+        with self._lock:
+            return len(self._connections)
+
+    def threads(self) -> list[threading.Thread]:
+        """The live connection threads, each named after its peer ("conn-HOST:PORT")."""
+        with self._lock:
+            return list(self._connections)
+
+    def __enter__(self) -> Proactor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _accept_loop(self, selector: selectors.BaseSelector, wakeup: socket.socket) -> None:
+        try:
+            while not self._stopping.is_set():
+                for key, _ in selector.select():
+                    if key.data is None:  # the wake-up socket: stop() was called
+                        return
+                    self._accept(selector, *key.data)
+        finally:
+            for listener in self._listeners:
+                listener.close()  # from now on, a new connection is refused
+            selector.close()
+            wakeup.close()
+
+    def _accept(
+        self, selector: selectors.BaseSelector, listener: socket.socket, handler: Handler
+    ) -> None:
+        try:
+            conn, addr = listener.accept()
+        except BlockingIOError:
+            return  # the connection went away between select() and accept()
+        except OSError as error:
+            if error.errno in CAPACITY_ERRNOS:
+                self._back_off(error)
+            elif error.errno not in RETRY_ERRNOS:
+                logger.error("accept on %s failed, closing it: %s", listener, error)
+                selector.unregister(listener)
+                listener.close()
+            return
+        if self._out_of_capacity:
+            self._out_of_capacity = False
+            logger.warning("accepting again after running out of capacity")
+        conn.setblocking(True)  # handlers get a plain blocking socket, whatever the listener
+        try:
+            self._dispatch(conn, addr, handler)
+        except RuntimeError as error:
+            self._back_off(error)
+
+    def _back_off(self, error: object) -> None:
+        self._out_of_capacity = True
+        now = time.monotonic()
+        if now - self._last_capacity_log >= CAPACITY_LOG_INTERVAL:
+            self._last_capacity_log = now
+            logger.warning(
+                "out of capacity (%s): accept paused, retried every %.1fs", error, CAPACITY_BACKOFF
+            )
+        self._stopping.wait(CAPACITY_BACKOFF)  # a sleep that stop() can cut short
+
+    def _dispatch(self, conn: socket.socket, addr: Address, handler: Handler) -> None:
+        thread = threading.Thread(
+            target=self._serve, args=(conn, addr, handler), name=f"conn-{peer_name(addr)}"
+        )
+        with self._lock:
+            if self._stopping.is_set():
+                conn.close()
+                return
+            full = self.max_connections is not None and (
+                len(self._connections) >= self.max_connections
+            )
+            if full:
+                self.refused += 1
+            else:
+                self._connections[thread] = conn
+                self.accepted += 1  # before start(): the handler may answer before it returns
+                try:
+                    thread.start()  # under the lock, so stop() never sees a thread it can't join
+                except RuntimeError:  # "can't start new thread": out of memory, or a ulimit
+                    del self._connections[thread]
+                    self.accepted -= 1
+                    self.refused += 1
+                    conn.close()
+                    raise
+        if full:
+            self._refuse(conn, addr)
+
+    def _refuse(self, conn: socket.socket, addr: Address) -> None:
+        try:
+            conn.settimeout(REFUSE_TIMEOUT)  # a peer that does not read cannot stall accepting
+            if self.on_refused is not None:
+                self.on_refused(conn, addr)
+        except Exception:
+            logger.exception("on_refused for %s raised", peer_name(addr))
+        finally:
+            conn.close()
+
+    def _serve(self, conn: socket.socket, addr: Address, handler: Handler) -> None:
+        try:
+            if self.on_connect is not None:
+                self.on_connect(addr)
+            handler(conn, addr)
+        except Exception:
+            with self._lock:
+                self.failed += 1
+            logger.exception("handler for %s raised; its connection is closed", peer_name(addr))
+        finally:
+            with self._lock:  # not during stop()'s shutdown: the fd number could be reused
+                conn.close()
+            try:
+                if self.on_disconnect is not None:
+                    self.on_disconnect(addr)
+            except Exception:
+                logger.exception("on_disconnect for %s raised", peer_name(addr))
+            with self._lock:
+                del self._connections[threading.current_thread()]
+
+
+def start_proactor(listener: socket.socket, handler: Handler, **options: Any) -> Proactor:
+    """Like the course's startProactor(sockfd, func): serve `listener` with `handler`, started.
+
+    `options` are Proactor's keywords (max_connections, on_refused, ...).
+    """
+    proactor = Proactor(**options)
+    proactor.add_listener(listener, handler)
+    return proactor.start()
+
+
+def stop_proactor(proactor: Proactor, timeout: float = 2.0) -> list[str]:
+    """Like the course's stopProactor(tid): stop it; the names of threads still alive."""
+    return proactor.stop(timeout)

@@ -1,0 +1,1 @@
+"""Stage C: the chat server of stage A, running on the proactor of stage B."""
