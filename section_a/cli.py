@@ -93,14 +93,19 @@ def make_room(args: argparse.Namespace) -> room.ChatRoom:
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket; `::` also takes IPv4 where the system allows it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server(
+    return socket.create_server(
         (host, port), family=family, backlog=socket.SOMAXCONN, dualstack_ipv6=host == "::"
     )
-    address = sock.getsockname()
-    shown = f"[{address[0]}]" if family == socket.AF_INET6 else address[0]
-    # Printed, not logged: tests and scripts wait for this exact line on stdout.
-    print(f"listening on {shown}:{address[1]}", flush=True)
-    return sock
+
+
+def announce(listener: socket.socket) -> None:
+    """Print `listening on HOST:PORT`, once the server is ready, signal handlers included.
+
+    Printed, not logged: tests and scripts wait for this exact line on stdout.
+    """
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
+    print(f"listening on {shown}:{port}", flush=True)
 
 
 def raise_fd_limit() -> None:

@@ -221,8 +221,11 @@ def parse(text: str) -> Command:
 # --------------------------------------------------------------------------- names
 
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-# Words the server starts its own lines with: a user so named could forge them with /me.
-RESERVED_NAMES = frozenset({"error", "server", "welcome", "you", "private", "commands"})
+# The first words of the server's own lines ("* here now (2): ...", "* bye"): a user so
+# named could forge those lines with /me, so nobody may take them.
+RESERVED_NAMES = frozenset(
+    {"bye", "commands", "error", "here", "private", "server", "welcome", "you"}
+)
 
 
 def name_problem(name: str) -> str | None:

@@ -93,7 +93,9 @@ class ChatRoom:
             )
             if refusal is None:
                 name = next(n for n in (f"guest-{i}" for i in self._guests) if n not in self._names)
-                others = [m.name for m in self._members]
+                # Told of the newcomer: exactly those its welcome does not name as here.
+                present = self._members
+                others = [m.name for m in present]
                 # The welcome is queued first, so it is the first line whatever else races in.
                 outbox = Outbox(
                     conn, self.sendq, self._flusher, self.flow, protocol.welcome(name, others)
@@ -108,7 +110,7 @@ class ChatRoom:
             return None
         self.flow.member_joined()
         outbox.flush()
-        self.broadcast(protocol.joined(name), exclude=member)
+        self.broadcast(protocol.joined(name), to=present)
         logger.info(
             "%s joined from %s; %d clients, %d threads",
             name,
@@ -144,9 +146,11 @@ class ChatRoom:
             threading.active_count() - 1,
         )
 
-    def broadcast(self, data: bytes, exclude: Member | None = None) -> None:
-        """Give `data` to every member but `exclude`; never blocks."""
-        for member in self._members:
+    def broadcast(
+        self, data: bytes, exclude: Member | None = None, to: tuple[Member, ...] | None = None
+    ) -> None:
+        """Give `data` to every member (or those of `to`) but `exclude`; never blocks."""
+        for member in self._members if to is None else to:
             if member is not exclude:
                 member.outbox.send(data)
 

@@ -134,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     # each connection; when that returns, the thread closes the connection.
     server = ThreadedServer(listener, room)
     with cli.stop_on_signals(server.request_stop):
+        cli.announce(listener)
         server.serve_forever()
     room.close()
     stuck = server.close(cli.STOP_TIMEOUT)

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     # each connection; when that returns, the proactor closes the connection.
     proactor = start_proactor(listener, functools.partial(serve_client, room), name="chat")
     with cli.stop_on_signals(stop_requested.set):
+        cli.announce(listener)
         stop_requested.wait()
     room.close()
     stuck = stop_proactor(proactor, cli.STOP_TIMEOUT)
