@@ -23,11 +23,12 @@ puts End in the inbox, which wakes the keyboard thread at once, wherever the use
 is in a line. No signal, and nothing left blocked in input().
 
 Leaving: on /quit or Ctrl-D (end of input) the keyboard thread shuts the sending
-side of the socket (the server sees EOF, says bye, and closes), prints what still
-arrives until the receiver's End, or for at most LEAVE_TIMEOUT seconds, then joins
-the receiver. Ctrl-C (SIGINT) and SIGTERM raise `Interrupted` in the keyboard thread,
-wherever it blocks; shutdown() wakes the receiver's recv() (close() would not, on
-Linux). The terminal modes are saved at start and restored on every way out.
+side of the socket (the server reads EOF, or /quit and says bye; then it closes),
+prints what still arrives until the receiver's End, or for at most LEAVE_TIMEOUT
+seconds, then joins the receiver. Ctrl-C (SIGINT) and SIGTERM raise `Interrupted`
+in the keyboard thread, wherever it blocks; shutdown() wakes the receiver's recv()
+(close() would not, on Linux). The terminal modes are saved at start and restored
+on every way out.
 
 With a terminal on stdin and stdout the user gets readline (editing, history with
 the Up arrow), colour and a prompt; otherwise plain lines, so the client works in
@@ -133,6 +134,8 @@ def receive(sock: socket.socket, inbox: Inbox, painter: Painter) -> None:
         while data := sock.recv(RECV_SIZE):
             for line in framer.feed(data):
                 inbox.put(painter.server_line(line))
+        for line in framer.feed(b"\n" if framer.pending else b""):
+            inbox.put(painter.server_line(line))  # a last line that had no newline
     except OSError as exc:
         why = f"lost the connection: {exc.strerror or exc}"
     finally:

@@ -48,7 +48,7 @@ ERROR = "1;31"  # bold red: "* error: ..."
 NOTE = "1"  # bold: what the client itself says
 STAMP = "2"  # dim: the time a line arrived
 
-_CHAT = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?P<private> \(private\))?: ")
+_CHAT = re.compile(r"(?P<name>[A-Za-z][A-Za-z0-9_-]*)(?: \(private\))?: ")
 
 
 def wants_colour(stream: TextIO, environ: Mapping[str, str], disabled: bool) -> bool:
@@ -131,7 +131,9 @@ class PlainConsole:
         """The lines that one read completes (maybe none), or None at the end of input."""
         data = os.read(self._fd, 65536)
         if not data:
-            return None
+            if not self._framer.pending:
+                return None
+            data = b"\n"  # the input ended in the middle of a line: that line counts
         lines = []
         for line in self._framer.feed(data):
             if isinstance(line, Overlong):
@@ -156,6 +158,13 @@ class PlainConsole:
 # and one that calls readline would re-enter it. They wait until readline returns.
 DEFERRED = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGWINCH, signal.SIGTSTP})
 _LINE_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # void handler(char *line)
+REQUIRED = (  # of the readline library (rl_clear_visible_line, readline 7+, is optional)
+    "rl_callback_handler_install",
+    "rl_callback_read_char",
+    "rl_callback_handler_remove",
+    "rl_forced_update_display",
+    "rl_resize_terminal",
+)
 
 
 class ReadlineConsole:
@@ -199,7 +208,7 @@ class ReadlineConsole:
         try:
             # The readline module links the library, so its symbols resolve through it.
             lib = ctypes.CDLL(getattr(readline, "__file__", None))
-            for name in ("rl_callback_handler_install", "rl_callback_read_char"):
+            for name in REQUIRED:
                 getattr(lib, name)
             lib.rl_callback_handler_install.argtypes = [ctypes.c_char_p, _LINE_HANDLER]
         except (OSError, AttributeError):
