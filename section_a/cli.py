@@ -37,7 +37,7 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="port to listen on; 0 takes a free one"
+        "--port", type=port, default=DEFAULT_PORT, help="port to listen on; 0 takes a free one"
     )
     parser.add_argument(
         "--max-clients", type=positive, default=room.MAX_CLIENTS, help="clients served at once"
@@ -71,6 +71,13 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         level=level, format="%(asctime)s %(levelname)-7s %(message)s", datefmt="%H:%M:%S"
     )
     return args
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
+    return value
 
 
 def positive(text: str) -> int:
@@ -121,24 +128,56 @@ def prepare_threads() -> None:
     threading.stack_size(STACK_SIZE)
 
 
+# Signals in a threaded program. The kernel delivers a signal sent to the process to any
+# one thread that does not block it, but Python runs signal handlers in the main thread
+# only. Had a client thread taken SIGTERM, the main thread would sleep on in accept() and
+# never run the handler. So every thread but the main one blocks these signals: a thread
+# inherits the mask of the thread that starts it, and ours are started in signals_blocked().
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
 @contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """Call `stop` on SIGINT or SIGTERM (in the main thread, between two bytecodes).
-
-    `stop` must only ask for the stop (wake the main thread); the work of stopping
-    is done by the main thread once what it blocks in returns.
-    """
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        logger.info("got %s; shutting down", signal.Signals(signum).name)
-        stop()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+def signals_blocked() -> Iterator[None]:
+    """SIGINT and SIGTERM wait while inside; threads started inside block them for good."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
         yield
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class SignalStop:
+    """Calls `stop` on SIGINT or SIGTERM, in the main thread, between two bytecodes.
+
+    The handlers are installed first thing, so that a signal that comes before the
+    server is ready neither kills it with the default action nor is lost: `then(stop)`
+    calls `stop` at once if a signal came already. `stop` runs inside a signal handler,
+    so it may only ask for the stop (set a flag, wake the main thread), and must take
+    no lock the main thread could be holding.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._stop: Callable[[], None] | None = None
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        logger.info("got %s; shutting down", signal.Signals(signum).name)
+        self.requested = True
+        if self._stop is not None:
+            self._stop()
+
+    def then(self, stop: Callable[[], None]) -> None:
+        self._stop = stop
+        if self.requested:
+            stop()
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT or SIGTERM (which must be blocked in every thread already)."""
+    signum = signal.sigwait(STOP_SIGNALS)
+    logger.info("got %s; shutting down", signal.Signals(signum).name)
 
 
 def fail(message: str) -> int:

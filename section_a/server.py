@@ -49,16 +49,16 @@ class ThreadedServer:
         self.room = room
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._stop_requested = threading.Event()
+        self._stopping = False  # set from a signal handler: a plain flag, no lock
         self._last_complaint = 0.0
 
     def serve_forever(self) -> None:
         """Accept until `request_stop`; each connection gets a new thread."""
-        while not self._stop_requested.is_set():
+        while not self._stopping:
             try:
                 conn, addr = self.listener.accept()
             except OSError as exc:
-                if self._stop_requested.is_set():
+                if self._stopping:
                     break  # the listener was shut down to wake us
                 self._accept_failed(exc)
                 continue
@@ -71,7 +71,8 @@ class ThreadedServer:
             with self._lock:
                 self._threads.add(thread)
             try:
-                thread.start()
+                with cli.signals_blocked():  # the new thread inherits the mask (see cli.py)
+                    thread.start()
             except RuntimeError:  # "can't start new thread": out of memory or a limit
                 with self._lock:
                     self._threads.discard(thread)
@@ -91,12 +92,12 @@ class ThreadedServer:
     def _accept_failed(self, exc: OSError) -> None:
         if exc.errno in CAPACITY_ERRNOS:
             self._complain("accept: %s; retrying every %.1fs", exc.strerror, ACCEPT_BACKOFF)
-            self._stop_requested.wait(ACCEPT_BACKOFF)
+            time.sleep(ACCEPT_BACKOFF)
         elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
             # A peer that gave up while queued is not an error; anything else is unexpected
             # but must not kill the server: log it, and do not spin on it either.
             self._complain("accept: %s", exc)
-            self._stop_requested.wait(ACCEPT_BACKOFF)
+            time.sleep(ACCEPT_BACKOFF)
 
     def _complain(self, message: str, *args: object) -> None:
         # At most one line a second: an error that repeats must not flood the log.
@@ -107,7 +108,7 @@ class ThreadedServer:
 
     def request_stop(self) -> None:
         """Make `serve_forever` return; safe from a signal handler or any thread."""
-        self._stop_requested.set()
+        self._stopping = True
         shut_down(self.listener)  # wakes accept(): close alone would not (Linux)
 
     def close(self, timeout: float) -> list[str]:
@@ -123,19 +124,21 @@ class ThreadedServer:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args("Stage A chat server: one thread per connected client.", argv)
+    stop = cli.SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
     cli.raise_fd_limit()
     cli.prepare_threads()
     try:
         listener = cli.listen(args.host, args.port)
     except OSError as exc:
         return cli.fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    room = cli.make_room(args)
+    with cli.signals_blocked():
+        room = cli.make_room(args)  # starts the room's flusher thread
     # This thread accepts, and starts a thread running serve_client(room, conn, addr) for
     # each connection; when that returns, the thread closes the connection.
     server = ThreadedServer(listener, room)
-    with cli.stop_on_signals(server.request_stop):
-        cli.announce(listener)
-        server.serve_forever()
+    stop.then(server.request_stop)
+    cli.announce(listener)
+    server.serve_forever()
     room.close()
     stuck = server.close(cli.STOP_TIMEOUT)
     room.stop_flusher(cli.STOP_TIMEOUT)

@@ -12,9 +12,12 @@ import re
 import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.support import DEADLINE
@@ -188,3 +191,95 @@ class LineClient:
 
     def close(self) -> None:
         self.sock.close()
+
+    # Helpers added for tests/test_chat.py and tests/test_server_process.py.
+
+    def raw_lines_until_sync(self) -> list[bytes]:
+        """Ask /who and return the raw lines that came before its answer (so: all unread)."""
+        self.say("/who")
+        lines = []
+        while not (line := self.read_raw_line()).startswith(b"* here now ("):
+            lines.append(line)
+        return lines
+
+    def lines_until_sync(self) -> list[str]:
+        """Like `raw_lines_until_sync`, decoded."""
+        return [line.decode("utf-8") for line in self.raw_lines_until_sync()]
+
+    def reset(self) -> None:
+        """Close with SO_LINGER 0: the peer gets a RST instead of a FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+
+# Characters that must never reach a terminal raw: C0, DEL, C1 and the bidirectional overrides.
+TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def assert_terminal_safe(line: bytes) -> None:
+    """`line` (one line, its newline removed) is valid UTF-8 with nothing that drives a terminal.
+
+    Bytes below 0x20 and 0x7f only ever stand for themselves in UTF-8, so checking the
+    decoded characters checks the bytes too.
+    """
+    text = line.decode("utf-8")  # fails the test on invalid UTF-8
+    bad = TERMINAL_UNSAFE.search(text)
+    assert bad is None, f"unsafe {bad.group()!r} at {bad.start()} in {line!r}"
+
+
+def run_server_once(
+    module: str, *args: str, timeout: float = DEADLINE
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m MODULE ARGS...` to completion (for --help and start-up errors)."""
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can listen on ::1."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+def join_room(
+    connect: Callable[[], LineClient], size: int, among: Sequence[LineClient] = ()
+) -> list[LineClient]:
+    """`size` new clients from `connect`, each having read the joins of those after it.
+
+    Each newcomer syncs before the next one connects, so its thread has finished
+    announcing it: every client then hears of the others in a fixed order. The
+    clients `among` (already in the room) read every join too.
+    """
+    clients: list[LineClient] = []
+    for _ in range(size):
+        newcomer = connect()
+        newcomer.sync()
+        for older in (*among, *clients):
+            older.next_line_is(rf"^\* {re.escape(newcomer.name)} joined$")
+        clients.append(newcomer)
+    return clients
+
+
+def fence(sender: LineClient, *others: LineClient) -> None:
+    """Prove that `others` got nothing from `sender` before now: its fresh line comes next.
+
+    The server handles one client's lines in order, so whatever an earlier line of
+    `sender` made the server send to the others was queued before this one.
+    """
+    word = f"fence-{uuid.uuid4().hex[:8]}"
+    sender.say(word)
+    for other in others:
+        other.next_line_is(rf"^{re.escape(sender.name)}: {word}$")
