@@ -76,12 +76,8 @@ class Outbox:
             if self.closed:
                 return False
             if not self._queue:
-                try:
-                    sent = self.sock.send(data, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._close("")  # the peer is gone; its own thread sees why
+                sent = self._send_now(data)
+                if sent < 0:
                     return False
                 if sent == len(data):
                     return True
@@ -102,12 +98,8 @@ class Outbox:
                 if len(self._queue) > 1 and len(self._queue[0]) < FLUSH_CHUNK:
                     self._coalesce()
                 head = self._queue[0]
-                try:
-                    sent = self.sock.send(head, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:
-                    self._close("")  # the peer is gone; its own thread sees why
+                sent = self._send_now(head)
+                if sent < 0:
                     return
                 self._size -= sent
                 if sent < len(head):
@@ -116,6 +108,16 @@ class Outbox:
                     break
                 self._queue.popleft()
             self._track_lag()
+
+    def _send_now(self, data: bytes) -> int:
+        # Called with the lock held: bytes the socket took at once; -1 if the peer is gone.
+        try:
+            return self.sock.send(data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._close("")  # its own thread sees why, in recv()
+            return -1
 
     def _coalesce(self) -> None:
         # Join small queued pieces so that one send() writes many of them.

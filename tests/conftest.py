@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.pty_client import PtyClient, Spawn
 from tests.servers import LineClient, ServerProcess
 
 # Each server carries the mark of its stage, so `-m stage_c` selects every chat test run on C.
@@ -59,5 +60,20 @@ def connect(server: ServerProcess) -> Iterator[Callable[..., LineClient]]:
         return client
 
     yield open_client
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    """Start clients in ptys (transcripts in tmp_path); each is killed if still running."""
+    clients: list[PtyClient] = []
+
+    def start(argv: list[str], env: dict[str, str] | None = None) -> PtyClient:
+        client = PtyClient(argv, tmp_path / f"pty-{len(clients)}.log", env)
+        clients.append(client)
+        return client
+
+    yield start
     for client in clients:
         client.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import sys
 import time
@@ -183,3 +184,11 @@ class PtyClient:
             self.child.kill(signal.SIGKILL)
         self.child.close(force=True)
         self._log.close()
+
+
+Spawn = Callable[..., PtyClient]
+
+
+def mark() -> str:
+    """A marker no earlier line can contain."""
+    return secrets.token_hex(4)

@@ -10,49 +10,26 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
 import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from section_a.display import NAME_COLOURS, Painter, name_colour, wants_colour
-from tests.pty_client import PtyClient, client_argv, client_env
+from tests.pty_client import Spawn, client_argv, client_env, mark
 from tests.servers import ROOT, LineClient, ServerProcess
 from tests.support import DEADLINE, thread_count
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 
-Spawn = Callable[..., PtyClient]
 SGR = re.compile(rb"\x1b\[[0-9;]*m")
-
-
-def mark() -> str:
-    """A marker no earlier line can contain."""
-    return secrets.token_hex(4)
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    """Start clients in ptys (transcripts in tmp_path); each is killed if still running."""
-    clients: list[PtyClient] = []
-
-    def start(argv: list[str], env: dict[str, str] | None = None) -> PtyClient:
-        client = PtyClient(argv, tmp_path / f"pty-{len(clients)}.log", env)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.close()
 
 
 def run_piped(

@@ -9,41 +9,20 @@ and the terminal's modes are the same after the client as before it.
 from __future__ import annotations
 
 import re
-import secrets
 import shlex
 import signal
 import socket
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from tests.pty_client import PROMPT, PtyClient, client_argv
+from tests.pty_client import PROMPT, PtyClient, Spawn, client_argv, mark
 from tests.servers import LineClient, ServerProcess
 from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 
-Spawn = Callable[..., PtyClient]
 Connect = Callable[..., LineClient]
-
-
-def mark() -> str:
-    return secrets.token_hex(4)
-
-
-@pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
-    clients: list[PtyClient] = []
-
-    def start(argv: list[str], env: dict[str, str] | None = None) -> PtyClient:
-        client = PtyClient(argv, tmp_path / f"pty-{len(clients)}.log", env)
-        clients.append(client)
-        return client
-
-    yield start
-    for client in clients:
-        client.close()
 
 
 def joined(client: PtyClient, connect: Connect) -> LineClient:
