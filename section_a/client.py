@@ -66,7 +66,7 @@ CONNECT_TIMEOUT = 10.0  # seconds to establish the connection; then no timeouts 
 LEAVE_TIMEOUT = 2.0  # seconds for the server's last lines after we leave
 JOIN_TIMEOUT = 1.0  # seconds for the receiver to finish once its socket is shut down
 RECV_SIZE = 16 * 1024
-MAX_INCOMING = 64 * 1024  # bytes in a line from the server: a peer's line, sanitised, grows
+MAX_INCOMING = 1024 * 1024  # bytes in a line from the server: /who in a big room is long
 
 LEFT, CANNOT_CONNECT, USAGE, SERVER_GONE = 0, 1, 2, 3
 

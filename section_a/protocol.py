@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 MAX_LINE = 8192  # bytes in one line, its terminator not counted
 NAME_MAX = 24  # characters in a name
+WELCOME_NAMES = 100  # names of the others in the welcome line, at most
 
 # --------------------------------------------------------------------------- framing
 
@@ -270,7 +271,14 @@ def error(text: str) -> bytes:
 
 
 def welcome(name: str, others: list[str]) -> bytes:
-    here = ", ".join(others) if others else "nobody else"
+    """The first line a client gets; it names at most WELCOME_NAMES of the others.
+
+    >>> welcome("guest-9", ["alice", "bob"])
+    b'* welcome, guest-9. here now: alice, bob. type /help for the commands\\n'
+    """
+    here = ", ".join(others[:WELCOME_NAMES]) if others else "nobody else"
+    if len(others) > WELCOME_NAMES:  # in a big room, a line of every name would be huge
+        here += f" and {len(others) - WELCOME_NAMES} more (/who lists everyone)"
     return notice(f"welcome, {name}. here now: {here}. type /help for the commands")
 
 

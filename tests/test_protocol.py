@@ -445,3 +445,12 @@ def test_every_line_the_server_writes_is_marked_with_a_star() -> None:
     ):
         assert line.startswith(b"* ") and line.endswith(b"\n") and line.count(b"\n") == 1
     assert protocol.error("x").startswith(b"* error: ")
+
+
+def test_the_welcome_names_at_most_a_hundred_others() -> None:
+    others = [f"guest-{n}" for n in range(2, 2 + protocol.WELCOME_NAMES + 5)]
+    line = protocol.welcome("guest-1", others).decode()
+    assert others[protocol.WELCOME_NAMES - 1] in line
+    assert f"{others[protocol.WELCOME_NAMES]}," not in line
+    assert "and 5 more (/who lists everyone)" in line
+    assert protocol.welcome("guest-1", others[:3]).decode().count("guest-") == 4
