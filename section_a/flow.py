@@ -14,16 +14,19 @@ opposite answers:
 
 The line between the two, precisely: a member *lags* once its backlog passes the
 high mark, and stops lagging once it is back under the low mark (hysteresis, so a
-backlog near a mark does not flap). The room is *congested* while at least
-``max(MIN_LAGGING, LAGGING_SHARE * members)`` members lag. One stuck reader (or a
-few, in a large room) never congests the room; a quarter of the room lagging
-together is not one slow reader but a room that writes faster than it reads.
+backlog near a mark does not flap). The room becomes *congested* once at least
+``max(MIN_LAGGING, LAGGING_SHARE * members)`` members lag, and stays congested until
+at most one member lags (hysteresis again: senders resume only when the room has
+caught up, not when it is barely under the threshold). One stuck reader (or a few,
+in a large room) never congests the room; a quarter of the room lagging together is
+not one slow reader but a room that writes faster than it reads.
 
 Why these values, with the default 1 MiB ``--sendq``: the high mark is a quarter
-of it, so a healthy reader in a lagging room is paused for long before it could be
-cut, with room for the lines that are already on their way when the pause starts
-(each sender finishes the chunk in hand); the low mark is a sixteenth, so senders
-resume while readers still have data to read and the pipe never runs dry.
+of it, so a healthy reader in a lagging room is paused long before it could be cut,
+with room for the lines already on their way when the pause starts: each sender
+finishes the read in hand (at most 4 KiB, session.RECV_SIZE), so with 50 senders a
+reader may still get about 230 KiB past the mark. The low mark is a sixteenth, so
+senders resume while readers still have data to read and the pipe never runs dry.
 A pause is bounded: a sender waits at most `MAX_PAUSE` seconds per episode of
 congestion. If the laggards have not drained by then they are not slow but stuck,
 and the sender goes on: the stuck readers' backlogs then reach the hard limit and
@@ -91,7 +94,10 @@ class FlowControl:
 
     def _update(self) -> None:
         # Called with the lock held, after any count changed.
-        congested = not self._closed and self._lagging >= self._threshold()
+        # Hysteresis for the room too: it becomes congested when a share of it lags, and
+        # stays so until at most one member lags (that one may lag alone).
+        limit = self.min_lagging if self._congested else self._threshold()
+        congested = not self._closed and self._lagging >= limit
         if congested and not self._congested:
             self._episode += 1
             logger.debug(

@@ -36,6 +36,10 @@ from section_a.flow import FlowControl
 logger = logging.getLogger(__name__)
 
 FLUSH_CHUNK = 256 * 1024  # bytes joined for one send when draining a backlog
+# The kernel's send buffer is part of what a slow reader holds up: left to autotune it grows
+# to megabytes (Linux doubles what is asked, up to net.core.wmem_max), and a stuck reader
+# would be cut only that much later than its limit says. So it is bounded too.
+KERNEL_SNDBUF = 1024 * 1024
 
 
 class Outbox:
@@ -56,6 +60,10 @@ class Outbox:
         self.sock = sock
         self.fd = sock.fileno()
         self.limit = limit
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, min(limit, KERNEL_SNDBUF))
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Chat lines are small and wanted now: no Nagle delay waiting for an ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.closed = False
         self.reason = ""  # why the outbox gave up on its reader (a cut), for the log
         self._flusher = flusher

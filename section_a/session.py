@@ -32,7 +32,10 @@ from section_a.room import ChatRoom, Member
 
 logger = logging.getLogger(__name__)
 
-RECV_SIZE = 16 * 1024  # bytes read at once; also bounds what a sender has in hand when paused
+# Bytes read at once. It also bounds what each sender still has in hand when the room
+# becomes congested and senders pause (flow.py): every reader may yet receive one read's
+# worth of lines from every sender, so it is kept well below what a room can absorb.
+RECV_SIZE = 4 * 1024
 # A thread blocked in recv() holds a buffer of the size it asked for, so a client that
 # sent little last time is read with a small one: idle clients then cost little memory.
 IDLE_RECV_SIZE = 1024
