@@ -1,0 +1,248 @@
+"""Stress: slow, stuck and flooding clients, and a room that lags as a whole.
+
+From the hardening issue (slow and stuck readers, flood control) and the congestion
+issue: "when the whole room lags, slow the senders; cut only the reader that lags
+alone". Each test runs against every server in conftest.SERVERS, at CI size, or at
+full size with STRESS=full (tests/load.py, SIZES). Delivery rates and latencies are
+printed: run with -s or -rA to see them.
+
+The congestion tests use the default --sendq (1 MiB) on purpose: at the default
+limit, readers that keep reading must never be cut, however busy the room.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import select
+import socket
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import StartServer
+from tests.load import (
+    LINE_SIZE,
+    SERVER_THREADS,
+    SIZES,
+    Delivery,
+    Swarm,
+    load_line,
+    read_until_eof,
+    stuck_reader,
+)
+from tests.servers import ServerProcess, run_server_once
+from tests.support import thread_count, wait_for
+
+pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
+RecordProperty = Callable[[str, object], None]  # the record_property fixture
+
+SMALL_SENDQ = 65536  # bytes: a stuck reader passes it within seconds ...
+CUT_WITHIN = 15.0  # ... of steady sending (~37 KB/s to it): cut by then, or the test fails
+SENDERS, RATE = 50, 10.0  # steady senders, lines a second each
+P99_MS = 100.0  # the most a line may take to arrive, for 99% of lines
+PACE = (4096, 0.010)  # a slow reader: 4 KiB every 10 ms
+CUT_FOR_BACKLOG = re.compile(r" left .*backlog")  # the server's log line for such a cut
+FLOOD_BYTES = 16 * 1024 * 1024  # sent by a client that floods past its input backlog
+SETTLE = 10.0  # seconds for the server to notice clients that left
+SHAPE_IDS = [f"{clients}x{lines}" for clients, lines in SIZES.congestion_shapes]
+
+
+def cuts(server: ServerProcess) -> int:
+    return len(CUT_FOR_BACKLOG.findall(server.stderr()))
+
+
+def assert_everything_arrived(delivery: Delivery) -> None:
+    assert not delivery.cut, f"{len(delivery.cut)} readers cut: {delivery.summary()}"
+    assert not delivery.lost, f"lines lost: {delivery.summary()}"
+    assert not delivery.disordered, f"lines out of order: {delivery.summary()}"
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def test_a_stuck_reader_is_cut_and_the_others_get_every_line_in_time(
+    start_server: StartServer, record_property: RecordProperty
+) -> None:
+    server = start_server("--sendq", str(SMALL_SENDQ))
+    stuck = stuck_reader(server.address)
+    with Swarm(server.address) as swarm:
+        senders = swarm.connect(SENDERS)
+        swarm.sync()
+        assert swarm.who(senders[0]) == SENDERS + 1
+        delivery = swarm.steady(
+            senders,
+            rate=RATE,
+            duration=SIZES.steady_seconds,
+            until=lambda: cuts(server),  # and on, until the stuck reader is cut
+            timeout=max(CUT_WITHIN, SIZES.steady_seconds),
+        )
+    stuck.close()
+    print(f"\n{server.module}: {SENDERS} senders x {RATE:g}/s, stuck reader: {delivery.summary()}")
+    record_property("p99_ms_with_stuck_reader_small_sendq", round(delivery.latency_ms(0.99), 1))
+    lines_to_it = sum(delivery.expected.values()) // (SENDERS - 1)
+    assert cuts(server) == 1, (
+        f"the stuck reader was not cut for its backlog with --sendq {SMALL_SENDQ}, though "
+        f"~{lines_to_it * (LINE_SIZE + 10) >> 10} KiB were sent to it in {delivery.elapsed:.0f}s"
+    )
+    assert_everything_arrived(delivery)
+    assert delivery.latency_ms(0.99) < P99_MS
+
+
+def test_a_slow_reader_under_the_limit_is_never_cut(start_server: StartServer) -> None:
+    server = start_server("--sendq", str(SMALL_SENDQ))
+    with Swarm(server.address) as swarm:
+        senders = swarm.connect(SENDERS)
+        [slow] = swarm.connect(1, rcvbuf=PACE[0], pace=PACE)
+        swarm.sync()
+        delivery = swarm.steady(senders, rate=RATE, duration=SIZES.steady_seconds)
+    print(f"\n{server.module}: slow reader among {SENDERS} steady senders: {delivery.summary()}")
+    assert cuts(server) == 0
+    assert_everything_arrived(delivery)
+    assert delivery.received[slow.index] == delivery.expected[slow.index] > 0
+
+
+# --------------------------------------------------------------------------- flood control
+
+
+@functools.cache
+def server_help(module: str) -> str:
+    return run_server_once(module, "--help").stdout
+
+
+def needs_flood_control(module: str) -> None:
+    if "--rate" not in server_help(module):
+        pytest.skip(f"{module} has no --rate option yet: flood control is not implemented")
+
+
+def test_lines_over_the_rate_are_delayed_not_lost(
+    start_server: StartServer, server_module: str
+) -> None:
+    needs_flood_control(server_module)
+    rate, burst, lines = 20, 5, 60
+    server = start_server("--rate", str(rate), "--burst", str(burst))
+    with Swarm(server.address) as swarm:
+        sender, receiver = swarm.connect(2)
+        delivery = swarm.fan_out([sender], lines, receivers=[receiver])
+    assert_everything_arrived(delivery)
+    least = (lines - burst) / rate
+    assert least * 0.9 <= delivery.elapsed < lines / rate + 2.0, delivery.summary()
+
+
+def flood(sock: socket.socket, total: int, timeout: float) -> str:
+    """Send `total` bytes of load lines, never reading: 'cut', 'sent', or 'blocked'."""
+    lines = memoryview(b"".join(load_line(0, seq) for seq in range(1024)))  # 64 KiB
+    sock.setblocking(False)
+    deadline = time.monotonic() + timeout
+    sent = 0
+    while sent < total:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return "blocked"
+        select.select([], [sock], [], remaining)
+        try:
+            sent += sock.send(lines[sent % len(lines) :])
+        except BlockingIOError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            return "cut"
+    return "sent"
+
+
+def test_a_client_that_floods_past_its_input_backlog_is_cut(
+    start_server: StartServer, server_module: str
+) -> None:
+    # Assumed: over the rate the server reads ahead and queues a client's lines, at most
+    # --sendq bytes of them (as for output), and cuts a client whose queue passes that.
+    needs_flood_control(server_module)
+    server = start_server("--rate", "20", "--burst", "5", "--sendq", str(SMALL_SENDQ))
+    with Swarm(server.address) as swarm:
+        [watcher] = swarm.connect(1)
+        flooder = stuck_reader(server.address, rcvbuf=0)  # the default window: it just never reads
+        ended = flood(flooder, FLOOD_BYTES, timeout=SETTLE)
+        assert ended != "blocked", "the server stopped reading the flooder instead of cutting it"
+        if ended == "sent":
+            read_until_eof(flooder, SETTLE)
+        flooder.close()
+        swarm.run_for(0.1)
+        assert not watcher.eof, "the watcher was cut along with the flooder"
+    assert re.search(r" left .*(input|flood|rate|backlog)", server.stderr())
+
+
+# --------------------------------------------------------------------------- congestion
+
+
+@pytest.mark.timeout(SIZES.long_timeout)
+@pytest.mark.parametrize(
+    ("clients", "lines"),
+    SIZES.congestion_shapes,
+    ids=[f"{c}x{n}" for c, n in SIZES.congestion_shapes],
+)
+def test_a_room_that_lags_as_a_whole_slows_its_senders_and_loses_nothing(
+    start_server: StartServer, record_property: RecordProperty, clients: int, lines: int
+) -> None:
+    server = start_server()
+    base = SERVER_THREADS[server.module]
+    failed: list[str] = []
+    rates: list[float] = []
+    for run in range(1, SIZES.congestion_runs + 1):
+        with Swarm(server.address) as swarm:
+            members = swarm.connect(clients)
+            swarm.sync()
+            # Counting only: the readers read as fast as this process can.
+            delivery = swarm.fan_out(members, lines, verify=False, timeout=SIZES.timeout)
+        rates.append(delivery.rate)
+        if delivery.cut or delivery.lost:
+            failed.append(f"run {run}: {delivery.summary()}")
+        wait_for(lambda: thread_count(server.pid) == base, "the run's clients to go", SETTLE)
+    print(
+        f"\n{server.module}: {clients} clients x {lines} lines, {SIZES.congestion_runs} runs: "
+        f"{min(rates):,.0f} to {max(rates):,.0f} lines/s delivered; {len(failed)} runs failed"
+    )
+    record_property("fan_out_lines_per_s", round(max(rates)))
+    assert not failed, f"{len(failed)} of {SIZES.congestion_runs} runs lost lines:\n" + "\n".join(
+        failed
+    )
+
+
+@pytest.mark.timeout(SIZES.long_timeout)
+def test_a_reader_that_lags_alone_is_cut_and_the_others_lose_nothing(
+    start_server: StartServer,
+) -> None:
+    clients, lines = SIZES.congestion_shapes[0]
+    server = start_server()
+    failed: list[str] = []
+    for run in range(1, SIZES.stuck_runs + 1):
+        stuck = stuck_reader(server.address)
+        with Swarm(server.address) as swarm:
+            members = swarm.connect(clients)
+            swarm.sync()
+            assert swarm.who(members[0]) == clients + 1
+            delivery = swarm.fan_out(members, lines, timeout=SIZES.timeout)
+        stuck.close()
+        print(
+            f"\n{server.module}: run {run}, {clients} x {lines} and a stuck reader: "
+            f"{delivery.summary()}"
+        )
+        if delivery.cut or delivery.lost or delivery.disordered:
+            failed.append(f"run {run}: {delivery.summary()}")
+    assert cuts(server) >= SIZES.stuck_runs, "the stuck reader was not cut for its backlog"
+    assert not failed, "readers that kept reading were hurt:\n" + "\n".join(failed)
+
+
+def test_one_stuck_reader_does_not_delay_the_others(
+    start_server: StartServer, record_property: RecordProperty
+) -> None:
+    server = start_server()
+    stuck = stuck_reader(server.address)
+    with Swarm(server.address) as swarm:
+        senders = swarm.connect(SENDERS)
+        swarm.sync()
+        assert swarm.who(senders[0]) == SENDERS + 1
+        delivery = swarm.steady(senders, rate=RATE, duration=SIZES.steady_seconds)
+    stuck.close()
+    print(f"\n{server.module}: {SENDERS} senders x {RATE:g}/s, stuck reader: {delivery.summary()}")
+    record_property("p99_ms_with_stuck_reader", round(delivery.latency_ms(0.99), 1))
+    assert_everything_arrived(delivery)
+    assert delivery.latency_ms(0.99) < P99_MS
