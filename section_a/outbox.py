@@ -40,6 +40,11 @@ FLUSH_CHUNK = 256 * 1024  # bytes joined for one send when draining a backlog
 # to megabytes (Linux doubles what is asked, up to net.core.wmem_max), and a stuck reader
 # would be cut only that much later than its limit says. So it is bounded too.
 KERNEL_SNDBUF = 1024 * 1024
+# Past --sendq a reader is cut if it lags alone: the room is not congested, and it has taken
+# nothing since it began to lag (it stopped reading). A reader of a congested room, or one
+# still draining after the room caught up, is slow with the others, not stuck: it is cut
+# only past this many times the limit, which still bounds memory.
+SLOW_LIMIT_FACTOR = 4
 
 
 class Outbox:
@@ -73,6 +78,7 @@ class Outbox:
         self._queue: deque[bytes] = deque([first] if first else [])
         self._size = len(first)
         self._lagging = False
+        self._taken_while_lagging = 0  # bytes the socket took since the backlog passed the mark
 
     @property
     def backlog(self) -> int:
@@ -93,7 +99,10 @@ class Outbox:
                 self._flusher.arm(self)
             self._queue.append(data)
             self._size += len(data)
-            if self._size > self.limit:
+            if self._size > self.limit and (
+                self._size > self.limit * SLOW_LIMIT_FACTOR
+                or not (self._flow.congested or self._taken_while_lagging)
+            ):
                 self._close(f"backlog over {self.limit} bytes")
                 return False
             self._track_lag()
@@ -110,6 +119,7 @@ class Outbox:
                 if sent < 0:
                     return
                 self._size -= sent
+                self._taken_while_lagging += sent
                 if sent < len(head):
                     self._queue[0] = head[sent:]
                     self._flusher.arm(self)
@@ -141,6 +151,7 @@ class Outbox:
         # Report crossings of the flow control's marks (see flow.py), with hysteresis.
         if not self._lagging and self._size > self._flow.high_mark:
             self._lagging = True
+            self._taken_while_lagging = 0
             self._flow.started_lagging()
         elif self._lagging and self._size <= self._flow.low_mark:
             self._lagging = False
