@@ -25,6 +25,7 @@ help:
 	@echo "Also:"
 	@echo "  make test_a, test_b, test_c   one stage's tests"
 	@echo "  make diff        what the proactor changed: stage A server vs stage C server"
+	@echo "  make stress      the stress suite at full size (long)"
 	@echo "  make lint        ruff and mypy"
 	@echo "  make clean       remove $(VENV) and caches"
 
@@ -94,6 +95,11 @@ diff:
 .PHONY: test
 test: $(STAMP)
 	$(PYTEST)
+
+# The stress suite at full size: 10,000 clients where descriptors allow, long runs.
+.PHONY: stress
+stress: $(STAMP)
+	STRESS=full $(PYTEST) -m stress
 
 .PHONY: lint
 lint: $(STAMP)
