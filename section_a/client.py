@@ -326,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
             return run(sock, args, painter)
         except Interrupted as exc:  # before the keyboard loop: while connecting, say
             return 128 + exc.signum
+        except BrokenPipeError:  # stdout was closed (client | head -1): nobody to tell
+            # Point stdout at /dev/null, so that flushing it at exit cannot fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return LEFT
 
 
 if __name__ == "__main__":
