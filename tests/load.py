@@ -56,6 +56,7 @@ BATCH = 200  # connections opened at once: far below the listen backlog (SOMAXCO
 RECV_SIZE = 64 * 1024  # bytes read at once; under malloc's mmap threshold, so no page faults
 TIMEOUT = 30.0  # seconds: the default deadline of every wait
 DRAIN = 5.0  # seconds steady() waits for the last lines once its senders stop
+QUIET = 10.0  # seconds without a load line after which a fan-out is over (longer than a pause)
 RECENT = 16  # lines of the server's own that a client keeps, for assertions and messages
 
 # Threads a server has besides its one thread per client.
@@ -218,7 +219,7 @@ class Delivery:
 
     @property
     def lost(self) -> dict[int, int]:
-        """Lines missing at receivers that were not cut (the ones that must get everything)."""
+        """Lines missing at receivers that were not cut (a cut sender's unread lines too)."""
         return {
             i: self.expected[i] - self.received[i]
             for i in self.expected
@@ -340,6 +341,7 @@ class Swarm:
         self._transient = itertools.count(-1, -1)  # indexes of churn clients, never senders
         self._mode = COUNT
         self._streams: dict[bytes, tuple[bytes, int]] = {}  # sender -> (its lines, width)
+        self._progress = 0.0  # when a load line last arrived
 
     def __enter__(self) -> Swarm:
         return self
@@ -516,6 +518,7 @@ class Swarm:
         load = block.count(MARK)
         if load:
             client.load_lines += load
+            self._progress = time.monotonic()
             if self._mode == VERIFY:
                 self._verify(client, block)
             elif self._mode == LATENCY:
@@ -656,14 +659,17 @@ class Swarm:
         receivers: Sequence[Client] | None = None,
         verify: bool = True,
         timeout: float = TIMEOUT,
+        quiet: float = QUIET,
     ) -> Delivery:
         """Each sender sends `lines` load lines, as fast as the server takes them.
 
         Every client reads as fast as it can (or at its pace) meanwhile. Ends when
         every receiver (default: every live client) has all the lines of the other
-        senders, or was cut, or at the deadline: the result says which. With
-        `verify`, receivers check each sender's lines came whole and in order
-        (see `_verify`); else they only count. The lines carry no send time.
+        senders or was cut; or once no line has come for `quiet` seconds (lines
+        will not come: say, a cut sender's unread ones); or at the deadline. The
+        result says who got what. With `verify`, receivers check each sender's
+        lines came whole and in order (see `_verify`); else they only count. The
+        lines carry no send time.
         """
         receivers = self.live if receivers is None else list(receivers)
         payloads = [b"".join(load_line(s.index, seq) for seq in range(lines)) for s in senders]
@@ -675,10 +681,14 @@ class Swarm:
                 self._streams[b"%05d" % sender.index] = (forwarded, len(prefix) + LINE_SIZE)
         expected = {r.index: lines * sum(1 for s in senders if s is not r) for r in receivers}
         self._begin(receivers, expected, VERIFY if verify else COUNT)
-        started = time.monotonic()
+        started = self._progress = time.monotonic()
         for sender, payload in zip(senders, payloads, strict=True):
             self.send(sender, payload)
-        self._pump(lambda: not self._waiting, started + timeout, 0.0)
+
+        def over() -> bool:
+            return not self._waiting or time.monotonic() - self._progress > quiet
+
+        self._pump(over, started + timeout, 0.0)
         return self._result(receivers, expected, started)
 
     def steady(

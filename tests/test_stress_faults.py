@@ -37,7 +37,7 @@ SETTLE = 10.0  # seconds for the server to notice clients that left
 STOP_WITHIN = 2.0  # seconds from a signal to the server's exit
 TEXT = "héllo wörld ✓ 𝄞 ünïcode"  # 2-, 3- and 4-byte characters
 LINES = 100
-BACKLOG_LINES = 9000  # ~650 KiB for a stuck reader: its window full, a backlog queued, not cut
+BACKLOG_LINES = 9000  # ~650 KiB for a stuck reader: far past its window, under --sendq
 
 
 def pair(address: tuple[str, int]) -> tuple[LineClient, LineClient]:
@@ -196,7 +196,8 @@ def test_a_signal_stops_the_server_at_once_and_every_client_sees_eof(
         clients = swarm.connect(49)  # with the stuck reader: 50
         swarm.sync()
         assert swarm.who(clients[0]) == 50
-        # The stuck reader's window fills and a backlog is queued for it (under the limit).
+        # The stuck reader's window closes and ~650 KiB wait for it, under the limit: in the
+        # server's socket buffer, and in its outbox once that buffer is full.
         delivery = swarm.fan_out(clients[:1], BACKLOG_LINES, verify=False)
         assert not (delivery.lost or delivery.cut), delivery.summary()
         assert "backlog" not in server.stderr(), "the stuck reader was cut: no backlog left"
