@@ -2,8 +2,12 @@
 
 Each client is a coroutine: `readline()`, then `write()` the line to every other
 client and `drain()`. It speaks just enough of the chat protocol for the load
-generator (a welcome line, `NAME: text`, `/who`), and prints `listening on HOST:PORT`
+generator (a welcome line, `NAME: text`, `/who`, and an error line for any other
+command, which the generator's sync relies on), and prints `listening on HOST:PORT`
 like the real servers. It is for the benchmark only; the product uses no asyncio.
+
+Its honest weakness is kept on purpose: `drain()` waits for the recipient's socket,
+so one client that never reads stops every sender that reaches it in the loop.
 """
 
 from __future__ import annotations
@@ -27,21 +31,34 @@ class Relay:
         try:
             while line := await reader.readline():
                 text = line.rstrip(b"\r\n")
-                if text == b"/who":
-                    names = ", ".join(self.writers.values())
-                    writer.write(f"* here now ({len(self.writers)}): {names}\n".encode())
+                if text.startswith(b"/"):
+                    writer.write(self.reply(text))
                     await writer.drain()
                     continue
                 out = name.encode() + b": " + text + b"\n"
                 for other in list(self.writers):
                     if other is not writer:
                         other.write(out)
-                        await other.drain()
+                        try:
+                            await other.drain()
+                        except ConnectionError:
+                            pass  # that recipient is gone; its own coroutine removes it
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        except asyncio.CancelledError:
+            # Shutdown cancels every client still here (one stuck in drain(), say). End
+            # quietly: Python 3.11's streams log a cancelled handler with a traceback.
             pass
         finally:
             del self.writers[writer]
             writer.close()
+
+    def reply(self, command: bytes) -> bytes:
+        if command == b"/who":
+            names = ", ".join(self.writers.values())
+            return f"* here now ({len(self.writers)}): {names}\n".encode()
+        word = command.split(b" ", 1)[0].decode(errors="replace")
+        return f"* error: unknown command {word}\n".encode()
 
 
 async def main(host: str, port: int) -> None:

@@ -1,0 +1,397 @@
+"""The measurements: each one starts a fresh server process, loads it, and returns its figures.
+
+    run.py --(server, sizes)--> fan_out / steady / churn
+                                  |  ServerProcess: python -m MODULE --port 0 -q
+                                  |  Swarm (tests/load.py): the clients, in this process
+                                  |  /proc/PID: the server's CPU, threads, descriptors, RSS
+                                  v
+                                a record of numbers (one dataclass per kind of measurement)
+
+A fresh process for every measurement, so that one's leftovers (allocator pools,
+backlogs, threads still ending) do not skew the next. The servers run with `-q`
+(warnings only): the baseline logs nothing, and a log line per join would be
+measured too.
+
+A stuck reader is a socket with a 4 KiB receive buffer that never reads
+(`tests.load.stuck_reader`). The fan-out fills it by itself; for the steady and
+churn measurements it is filled first (`fill`), so that the run starts in the
+state that matters: a reader whose window is shut and whose backlog is growing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.load import Client, Swarm, load_line, read_until_eof, stuck_reader
+from tests.servers import ServerProcess
+from tests.support import cpu_seconds, open_fds, rss_bytes, thread_count
+
+STALL_WINDOW = 2.0  # seconds without a single line delivered after a deadline: stalled
+STUCK_EOF_WAIT = 2.0  # seconds to see whether the server closed the stuck reader
+SYNC_TIMEOUT = 60.0  # seconds for every client to get the reply to a sync
+FILL_CHUNK = 1000  # lines sent between two looks at a stuck reader's kernel queue
+FILL_EXTRA = 4000  # lines (~300 KB) past a full kernel queue: well past asyncio's 64 KiB
+# high-water mark, well under the chat servers' 1 MiB --sendq
+FILL_MAX = 200_000  # lines: a bound, should a reader's queue never stop growing
+FILL_WAIT = 3.0  # seconds for the server to take one chunk of the fill
+WARM_UP_TIMEOUT = 10.0  # seconds for the churn's warm-up (a hundred cycles or so)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A server under test: how to start it, and how to name it in the results."""
+
+    key: str
+    label: str
+    module: str
+
+
+@contextmanager
+def running(server: Server, log_dir: Path) -> Iterator[ServerProcess]:
+    process = ServerProcess(server.module, ["-q"], log_dir)
+    try:
+        yield process
+    finally:
+        process.stop()  # fails on any traceback in the server's log
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid` (its threads, the ended ones too)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime: fields 14 and 15
+
+
+def own_cpu() -> float:
+    """CPU seconds (user + system) of this process: the load generator."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def closed_by_server(sock: socket.socket | None) -> bool | None:
+    """Whether the server closed the stuck reader (None: there was none)."""
+    if sock is None:
+        return None
+    try:
+        read_until_eof(sock, STUCK_EOF_WAIT)
+        return True
+    except (AssertionError, OSError):
+        return False
+    finally:
+        sock.close()
+
+
+def stalled(swarm: Swarm, clients: list[Client]) -> bool:
+    """True if not one more line reaches `clients` within STALL_WINDOW seconds."""
+    before = sum(c.load_lines for c in clients)
+    swarm.run_for(STALL_WINDOW)
+    return sum(c.load_lines for c in clients) == before
+
+
+def send_queue(server: tuple[str, int], peer: tuple[str, int]) -> int | None:
+    """Bytes the kernel holds unacknowledged on the server's end of a connection (IPv4).
+
+    From /proc/net/tcp, where addresses are hex in host byte order: 0100007F:1F90.
+    """
+
+    def key(address: tuple[str, int]) -> str:
+        host = int.from_bytes(socket.inet_aton(address[0]), "little")
+        return f"{host:08X}:{address[1]:04X}"
+
+    local, remote = key(server), key(peer)
+    with open("/proc/net/tcp") as table:
+        for line in table:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                return int(fields[4].split(":")[0], 16)
+    return None
+
+
+@dataclass(frozen=True)
+class Fill:
+    kept_up: bool  # the server took every line (False: it stalled on the stuck reader)
+    kernel_bytes: int  # what the kernel held for the stuck reader once full
+
+
+def fill(swarm: Swarm, filler: Client, stuck: socket.socket, server: tuple[str, int]) -> Fill:
+    """Send from `filler` until the stuck reader's kernel queue is full, then FILL_EXTRA more.
+
+    Done before anyone else connects, so the lines reach the stuck reader only. A
+    kernel holds megabytes for a reader with a shut window before a send fails (its
+    send buffer grows on its own), so the lines past that are the ones that count:
+    a chat server queues them in its own backlog, asyncio blocks in drain().
+    """
+    seq, queued = 0, -1
+    peer = stuck.getsockname()
+    while seq < FILL_MAX:
+        if not _send_lines(swarm, filler, seq, FILL_CHUNK):
+            return Fill(False, max(queued, 0))
+        seq += FILL_CHUNK
+        now = send_queue(server, peer)
+        if now is None or now <= queued:
+            break  # no longer growing: full
+        queued = now
+    return Fill(_send_lines(swarm, filler, seq, FILL_EXTRA), max(queued, 0))
+
+
+def stuck_and_filled(
+    swarm: Swarm, address: tuple[str, int], stuck: bool
+) -> tuple[socket.socket | None, Fill | None]:
+    """A stuck reader, filled (and its filler, which stays connected), or (None, None)."""
+    if not stuck:
+        return None, None
+    sock = stuck_reader(address)
+    [filler] = swarm.connect(1)
+    filled = fill(swarm, filler, sock, address)
+    if not filled.kept_up:
+        # The server stalled. The filler still waits for its sync reply, and a swarm waits
+        # for all its waiting clients: let it go (the server stays stalled all the same).
+        swarm.disconnect(filler)
+    return sock, filled
+
+
+def _send_lines(swarm: Swarm, sender: Client, first: int, lines: int) -> bool:
+    # True once the server has handled them: its reply to a sync comes after them.
+    swarm.send(sender, b"".join(load_line(sender.index, s) for s in range(first, first + lines)))
+    try:
+        swarm.sync([sender], timeout=FILL_WAIT)
+    except AssertionError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- fan-out
+
+
+@dataclass(frozen=True)
+class FanOut:
+    rate: float  # delivered lines per second, over all receivers
+    delivered: int
+    expected: int
+    lossless: bool  # every receiver got every line, whole and in order, and none was cut
+    cut: int  # receivers (not the stuck reader) the server disconnected
+    disordered: int
+    stalled: bool  # incomplete at the deadline, and nothing more arrived after it
+    elapsed: float
+    server_cpu: float
+    generator_cpu: float
+    stuck_closed: bool | None  # the server closed the stuck reader (None: none present)
+
+
+def fan_out(
+    server: Server, log_dir: Path, clients: int, lines: int, *, stuck: bool, timeout: float
+) -> FanOut:
+    """Every client sends `lines` lines as fast as the server takes them; all read."""
+    with running(server, log_dir) as process:
+        stuck_sock = stuck_reader(process.address) if stuck else None
+        with Swarm(process.address) as swarm:
+            members = swarm.connect(clients)
+            swarm.sync(timeout=SYNC_TIMEOUT)
+            cpu, gen = cpu_seconds(process.pid), own_cpu()
+            delivery = swarm.fan_out(members, lines, timeout=timeout)
+            cpu, gen = cpu_seconds(process.pid) - cpu, own_cpu() - gen
+            expected = sum(delivery.expected.values())
+            complete = delivery.delivered == expected
+            lossless = complete and not delivery.cut and not delivery.disordered
+            halted = not complete and not delivery.cut and stalled(swarm, members)
+        return FanOut(
+            rate=delivery.rate,
+            delivered=delivery.delivered,
+            expected=expected,
+            lossless=lossless,
+            cut=len(delivery.cut),
+            disordered=len(delivery.disordered),
+            stalled=halted,
+            elapsed=delivery.elapsed,
+            server_cpu=cpu,
+            generator_cpu=gen,
+            stuck_closed=closed_by_server(stuck_sock),
+        )
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class Steady:
+    clients: int
+    senders: int
+    rate: float  # lines a second, per sender
+    p50_ms: float  # inf when no line arrived (stalled)
+    p99_ms: float
+    delivered: int
+    expected: int
+    lossless: bool
+    cut: int
+    cpu_us_per_line: float  # server CPU (user + system) per delivered line; inf if none
+    system_us_per_line: float  # the kernel's share of it (system time): the send() calls
+    server_cpu: float
+    generator_cpu: float
+    elapsed: float
+    fill_kept_up: bool | None  # the server took the stuck reader's fill (None: no stuck reader)
+    fill_kernel_bytes: int  # what the kernel held for the stuck reader once full
+    stuck_closed: bool | None
+    connect_s: float  # seconds to connect every client and have each one synced
+    # Before anyone sends, against the same server with no client (NaN with a stuck reader):
+    kib_per_client: float  # RSS growth per idle client, KiB
+    threads_per_client: float
+
+    @property
+    def stalled(self) -> bool:
+        return self.delivered == 0
+
+
+def steady(
+    server: Server,
+    log_dir: Path,
+    clients: int,
+    senders: int,
+    *,
+    rate: float,
+    duration: float,
+    drain: float,
+    stuck: bool,
+) -> Steady:
+    """`senders` of `clients` send `rate` lines a second each; latency and server CPU.
+
+    First, while every client is still idle, the server's RSS and threads per client.
+    """
+    with running(server, log_dir) as process:
+        pid = process.pid
+        rss, threads = rss_bytes(pid), thread_count(pid)
+        with Swarm(process.address) as swarm:
+            stuck_sock, filled = stuck_and_filled(swarm, process.address, stuck)
+            started = time.monotonic()
+            members = swarm.connect(clients)
+            swarm.sync(members, timeout=SYNC_TIMEOUT)
+            connected = time.monotonic() - started
+            swarm.run_for(0.2)  # the last notices of the joins, flushed
+            rss, threads = rss_bytes(pid) - rss, thread_count(pid) - threads
+            (user, system), gen = cpu_split(process.pid), own_cpu()
+            delivery = swarm.steady(
+                members[:senders],
+                rate=rate,
+                duration=duration,
+                receivers=members,
+                timeout=duration + drain,
+                drain=drain,
+            )
+            (user_after, system_after), gen = cpu_split(process.pid), own_cpu() - gen
+            user, system = user_after - user, system_after - system
+            cpu = user + system
+            expected = sum(delivery.expected.values())
+        lines = delivery.delivered
+        timed = bool(delivery.latencies_ns)
+        return Steady(
+            clients=clients,
+            senders=senders,
+            rate=rate,
+            p50_ms=delivery.latency_ms(0.5) if timed else math.inf,
+            p99_ms=delivery.latency_ms(0.99) if timed else math.inf,
+            delivered=delivery.delivered,
+            expected=expected,
+            lossless=delivery.delivered == expected and not delivery.cut,
+            cut=len(delivery.cut),
+            cpu_us_per_line=cpu * 1e6 / lines if lines else math.inf,
+            system_us_per_line=system * 1e6 / lines if lines else math.inf,
+            server_cpu=cpu,
+            generator_cpu=gen,
+            elapsed=delivery.elapsed,
+            fill_kept_up=filled.kept_up if filled else None,
+            fill_kernel_bytes=filled.kernel_bytes if filled else 0,
+            stuck_closed=closed_by_server(stuck_sock),
+            connect_s=connected,
+            kib_per_client=math.nan if stuck else rss / clients / 1024,
+            threads_per_client=math.nan if stuck else threads / clients,
+        )
+
+
+# --------------------------------------------------------------------------- churn
+
+
+@dataclass(frozen=True)
+class ChurnRun:
+    rate: float  # completed connect-send-disconnect cycles per second
+    completed: int
+    failed: int
+    back: bool  # threads and descriptors back to what they were before, within `settle`
+    settle_s: float  # seconds they took to come back (inf: they did not)
+    threads_before: int
+    threads_after: int
+    fds_before: int
+    fds_after: int
+    fill_kept_up: bool | None
+    fill_kernel_bytes: int
+    stuck_closed: bool | None
+    generator_cpu: float
+    elapsed: float
+
+    @property
+    def stalled(self) -> bool:
+        return self.completed == 0
+
+
+def churn(
+    server: Server,
+    log_dir: Path,
+    cycles: int,
+    parallel: int,
+    *,
+    stuck: bool,
+    settle: float,
+    timeout: float,
+) -> ChurnRun:
+    """`cycles` connect-send-disconnect cycles, `parallel` at a time; then what is left."""
+    with running(server, log_dir) as process:
+        pid = process.pid
+        with Swarm(process.address) as swarm:
+            stuck_sock, filled = stuck_and_filled(swarm, process.address, stuck)
+            threads, fds = thread_count(pid), open_fds(pid)
+            # Warm up: allocator pools and glibc's cache of thread stacks fill once.
+            warm = swarm.churn(parallel * 2, parallel, timeout=min(timeout, WARM_UP_TIMEOUT))
+            back_in(swarm, pid, threads, fds, settle if not warm.failures else STALL_WINDOW)
+            gen = own_cpu()
+            result = swarm.churn(cycles, parallel, timeout=timeout)
+            gen = own_cpu() - gen
+            settled = back_in(
+                swarm, pid, threads, fds, settle if result.completed else STALL_WINDOW
+            )
+            threads_after, fds_after = thread_count(pid), open_fds(pid)
+        return ChurnRun(
+            rate=result.rate,
+            completed=result.completed,
+            failed=len(result.failures),
+            back=not math.isinf(settled),
+            settle_s=settled,
+            threads_before=threads,
+            threads_after=threads_after,
+            fds_before=fds,
+            fds_after=fds_after,
+            fill_kept_up=filled.kept_up if filled else None,
+            fill_kernel_bytes=filled.kernel_bytes if filled else 0,
+            stuck_closed=closed_by_server(stuck_sock),
+            generator_cpu=gen,
+            elapsed=result.elapsed,
+        )
+
+
+def back_in(swarm: Swarm, pid: int, threads: int, fds: int, settle: float) -> float:
+    """Seconds until the server has `threads` threads and `fds` descriptors; inf after `settle`."""
+    started = time.monotonic()
+    while (waited := time.monotonic() - started) < settle:
+        if thread_count(pid) == threads and open_fds(pid) == fds:
+            return waited
+        swarm.run_for(0.01)  # the swarm's clients go on reading meanwhile
+    return math.inf
+
+
+Record = FanOut | Steady | ChurnRun
