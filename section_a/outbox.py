@@ -99,12 +99,12 @@ class Outbox:
                 self._flusher.arm(self)
             self._queue.append(data)
             self._size += len(data)
-            if self._size > self.limit and (
-                self._size > self.limit * SLOW_LIMIT_FACTOR
-                or not (self._flow.congested or self._taken_while_lagging)
-            ):
-                self._close(f"backlog over {self.limit} bytes")
-                return False
+            if self._size > self.limit:
+                slow = self._flow.congested or self._taken_while_lagging
+                bound = self.limit * SLOW_LIMIT_FACTOR if slow else self.limit
+                if self._size > bound:
+                    self._close(f"backlog over {bound} bytes")
+                    return False
             self._track_lag()
             return True
 
