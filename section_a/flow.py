@@ -17,7 +17,9 @@ high mark, and stops lagging once it is back under the low mark (hysteresis, so 
 backlog near a mark does not flap). The room becomes *congested* once at least
 ``max(MIN_LAGGING, LAGGING_SHARE * members)`` members lag, and stays congested until
 at most one member lags (hysteresis again: senders resume only when the room has
-caught up, not when it is barely under the threshold). One stuck reader (or a few,
+caught up, not when it is barely under the threshold). Until nobody lags at all, a
+second laggard is enough to congest it again: the one still lagging when senders
+resumed must not be left to fall further behind, pause after pause. One stuck reader (or a few,
 in a large room) never congests the room; a quarter of the room lagging together is
 not one slow reader but a room that writes faster than it reads.
 
@@ -79,6 +81,7 @@ class FlowControl:
         self._lagging = 0
         self._episode = 0  # counts the episodes of congestion: a sender waits once in each
         self._congested = False
+        self._calm = True  # nobody has lagged since the last episode of congestion
         self._closed = False
 
     @property
@@ -96,10 +99,16 @@ class FlowControl:
         # Called with the lock held, after any count changed.
         # Hysteresis for the room too: it becomes congested when a share of it lags, and
         # stays so until at most one member lags (that one may lag alone).
-        limit = self.min_lagging if self._congested else self._threshold()
+        # Until the room is calm again (nobody lags), a member still lagging after a pause
+        # is not left to fall further behind alone: one more laggard congests the room.
+        if self._lagging == 0:
+            self._calm = True
+        calm_room = self._threshold() if self._calm else self.min_lagging
+        limit = self.min_lagging if self._congested else calm_room
         congested = not self._closed and self._lagging >= limit
         if congested and not self._congested:
             self._episode += 1
+            self._calm = False
             logger.debug(
                 "room congested: %d of %d members lag; senders pause",
                 self._lagging,

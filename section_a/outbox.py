@@ -171,6 +171,9 @@ class Outbox:
         self.reason = self.reason or reason
         self._queue.clear()
         self._size = 0
+        if self._lagging:  # a closed outbox lags no more: its thread may take a while to leave
+            self._lagging = False
+            self._flow.stopped_lagging()
         self._flusher.forget(self)
         if shut:
             shut_down(self.sock)

@@ -188,3 +188,19 @@ def test_a_token_bucket_grants_a_burst_then_the_rate() -> None:
     assert bucket.take(8) == 2
     clock.now += 60  # idle time refills up to the burst, never beyond
     assert bucket.take(100) == 5
+
+
+def test_until_the_room_is_calm_one_more_laggard_congests_it_again() -> None:
+    flow = room_of(40)  # a calm room needs 10 laggards
+    for _ in range(10):
+        flow.started_lagging()
+    for _ in range(9):  # one is left lagging: the senders resume
+        flow.stopped_lagging()
+    assert not flow.congested
+    flow.started_lagging()  # not calm yet: a second laggard is enough
+    assert flow.congested
+    flow.stopped_lagging()
+    flow.stopped_lagging()  # nobody lags: calm again
+    flow.started_lagging()
+    flow.started_lagging()
+    assert not flow.congested
