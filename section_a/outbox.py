@@ -24,10 +24,13 @@ lags alone from a room that lags as a whole (see flow.py).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import select
 import socket
+import sys
+import termios
 import threading
 from collections import deque
 
@@ -79,6 +82,7 @@ class Outbox:
         self._size = len(first)
         self._lagging = False
         self._taken_while_lagging = 0  # bytes the socket took since the backlog passed the mark
+        self._kernel_queue_at_lag = 0  # and what the kernel still had to send at that moment
 
     @property
     def backlog(self) -> int:
@@ -100,7 +104,11 @@ class Outbox:
             self._queue.append(data)
             self._size += len(data)
             if self._size > self.limit:
-                slow = self._flow.congested or self._taken_while_lagging
+                slow = (
+                    self._flow.congested
+                    or self._taken_while_lagging > 0
+                    or self._kernel_queue() < self._kernel_queue_at_lag
+                )
                 bound = self.limit * SLOW_LIMIT_FACTOR if slow else self.limit
                 if self._size > bound:
                     self._close(f"backlog over {bound} bytes")
@@ -137,6 +145,15 @@ class Outbox:
             self._close("")  # its own thread sees why, in recv()
             return -1
 
+    def _kernel_queue(self) -> int:
+        # Bytes the kernel has yet to deliver (Linux SIOCOUTQ). A reader that reads drains
+        # it even while our own backlog waits behind it; a stuck reader never does.
+        try:
+            answer = fcntl.ioctl(self.fd, termios.TIOCOUTQ, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int.from_bytes(answer, sys.byteorder)
+
     def _coalesce(self) -> None:
         # Join small queued pieces so that one send() writes many of them.
         pieces = []
@@ -152,6 +169,7 @@ class Outbox:
         if not self._lagging and self._size > self._flow.high_mark:
             self._lagging = True
             self._taken_while_lagging = 0
+            self._kernel_queue_at_lag = self._kernel_queue()
             self._flow.started_lagging()
         elif self._lagging and self._size <= self._flow.low_mark:
             self._lagging = False
