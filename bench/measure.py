@@ -12,10 +12,8 @@ backlogs, threads still ending) do not skew the next. The servers run with `-q`
 (warnings only): the baseline logs nothing, and a log line per join would be
 measured too.
 
-A stuck reader is a socket with a 4 KiB receive buffer that never reads
-(`tests.load.stuck_reader`). The fan-out fills it by itself; for the steady and
-churn measurements it is filled first (`fill`), so that the run starts in the
-state that matters: a reader whose window is shut and whose backlog is growing.
+With a stuck reader (stuck.py), a measurement runs with one client that never
+reads: the fan-out fills it by itself; the steady and churn runs fill it first.
 """
 
 from __future__ import annotations
@@ -23,25 +21,19 @@ from __future__ import annotations
 import math
 import os
 import resource
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.load import Client, Swarm, load_line, read_until_eof, stuck_reader
+from bench.stuck import closed_by_server, stuck_and_filled
+from tests.load import Client, Swarm, stuck_reader
 from tests.servers import ServerProcess
 from tests.support import cpu_seconds, open_fds, rss_bytes, thread_count
 
 STALL_WINDOW = 2.0  # seconds without a single line delivered after a deadline: stalled
-STUCK_EOF_WAIT = 2.0  # seconds to see whether the server closed the stuck reader
 SYNC_TIMEOUT = 60.0  # seconds for every client to get the reply to a sync
-FILL_CHUNK = 1000  # lines sent between two looks at a stuck reader's kernel queue
-FILL_EXTRA = 4000  # lines (~300 KB) past a full kernel queue: well past asyncio's 64 KiB
-# high-water mark, well under the chat servers' 1 MiB --sendq
-FILL_MAX = 200_000  # lines: a bound, should a reader's queue never stop growing
-FILL_WAIT = 3.0  # seconds for the server to take one chunk of the fill
 WARM_UP_TIMEOUT = 10.0  # seconds for the churn's warm-up (a hundred cycles or so)
 
 
@@ -77,96 +69,11 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def closed_by_server(sock: socket.socket | None) -> bool | None:
-    """Whether the server closed the stuck reader (None: there was none)."""
-    if sock is None:
-        return None
-    try:
-        read_until_eof(sock, STUCK_EOF_WAIT)
-        return True
-    except (AssertionError, OSError):
-        return False
-    finally:
-        sock.close()
-
-
 def stalled(swarm: Swarm, clients: list[Client]) -> bool:
     """True if not one more line reaches `clients` within STALL_WINDOW seconds."""
     before = sum(c.load_lines for c in clients)
     swarm.run_for(STALL_WINDOW)
     return sum(c.load_lines for c in clients) == before
-
-
-def send_queue(server: tuple[str, int], peer: tuple[str, int]) -> int | None:
-    """Bytes the kernel holds unacknowledged on the server's end of a connection (IPv4).
-
-    From /proc/net/tcp, where addresses are hex in host byte order: 0100007F:1F90.
-    """
-
-    def key(address: tuple[str, int]) -> str:
-        host = int.from_bytes(socket.inet_aton(address[0]), "little")
-        return f"{host:08X}:{address[1]:04X}"
-
-    local, remote = key(server), key(peer)
-    with open("/proc/net/tcp") as table:
-        for line in table:
-            fields = line.split()
-            if fields[1] == local and fields[2] == remote:
-                return int(fields[4].split(":")[0], 16)
-    return None
-
-
-@dataclass(frozen=True)
-class Fill:
-    kept_up: bool  # the server took every line (False: it stalled on the stuck reader)
-    kernel_bytes: int  # what the kernel held for the stuck reader once full
-
-
-def fill(swarm: Swarm, filler: Client, stuck: socket.socket, server: tuple[str, int]) -> Fill:
-    """Send from `filler` until the stuck reader's kernel queue is full, then FILL_EXTRA more.
-
-    Done before anyone else connects, so the lines reach the stuck reader only. A
-    kernel holds megabytes for a reader with a shut window before a send fails (its
-    send buffer grows on its own), so the lines past that are the ones that count:
-    a chat server queues them in its own backlog, asyncio blocks in drain().
-    """
-    seq, queued = 0, -1
-    peer = stuck.getsockname()
-    while seq < FILL_MAX:
-        if not _send_lines(swarm, filler, seq, FILL_CHUNK):
-            return Fill(False, max(queued, 0))
-        seq += FILL_CHUNK
-        now = send_queue(server, peer)
-        if now is None or now <= queued:
-            break  # no longer growing: full
-        queued = now
-    return Fill(_send_lines(swarm, filler, seq, FILL_EXTRA), max(queued, 0))
-
-
-def stuck_and_filled(
-    swarm: Swarm, address: tuple[str, int], stuck: bool
-) -> tuple[socket.socket | None, Fill | None]:
-    """A stuck reader, filled (and its filler, which stays connected), or (None, None)."""
-    if not stuck:
-        return None, None
-    sock = stuck_reader(address)
-    [filler] = swarm.connect(1)
-    filled = fill(swarm, filler, sock, address)
-    if not filled.kept_up:
-        # The server stalled. The filler still waits for its sync reply, and a swarm waits
-        # for all its waiting clients: let it go (the server stays stalled all the same).
-        swarm.disconnect(filler)
-    return sock, filled
-
-
-def _send_lines(swarm: Swarm, sender: Client, first: int, lines: int) -> bool:
-    # True once the server has handled them: its reply to a sync comes after them.
-    swarm.send(sender, b"".join(load_line(sender.index, s) for s in range(first, first + lines)))
-    try:
-        swarm.sync([sender], timeout=FILL_WAIT)
-    except AssertionError:
-        return False
-    return True
 
 
 # --------------------------------------------------------------------------- fan-out
@@ -185,6 +92,11 @@ class FanOut:
     server_cpu: float
     generator_cpu: float
     stuck_closed: bool | None  # the server closed the stuck reader (None: none present)
+
+    @property
+    def cpu_us_per_line(self) -> float:
+        """Server CPU (user + system) per delivered line."""
+        return self.server_cpu * 1e6 / self.delivered if self.delivered else math.inf
 
 
 def fan_out(
@@ -334,6 +246,7 @@ class ChurnRun:
     stuck_closed: bool | None
     generator_cpu: float
     elapsed: float
+    server_cpu: float = math.nan  # seconds (user + system) during the measured cycles
 
     @property
     def stalled(self) -> bool:
@@ -359,9 +272,9 @@ def churn(
             # Warm up: allocator pools and glibc's cache of thread stacks fill once.
             warm = swarm.churn(parallel * 2, parallel, timeout=min(timeout, WARM_UP_TIMEOUT))
             back_in(swarm, pid, threads, fds, settle if not warm.failures else STALL_WINDOW)
-            gen = own_cpu()
+            cpu, gen = cpu_seconds(pid), own_cpu()
             result = swarm.churn(cycles, parallel, timeout=timeout)
-            gen = own_cpu() - gen
+            cpu, gen = cpu_seconds(pid) - cpu, own_cpu() - gen
             settled = back_in(
                 swarm, pid, threads, fds, settle if result.completed else STALL_WINDOW
             )
@@ -381,6 +294,7 @@ def churn(
             stuck_closed=closed_by_server(stuck_sock),
             generator_cpu=gen,
             elapsed=result.elapsed,
+            server_cpu=cpu,
         )
 
 

@@ -3,9 +3,10 @@
     Plan (sizes, repeats) --> tasks: every measurement x every server x its repeats,
                               interleaved (round 1 of everything, then round 2, ...)
           each task: a fresh server process, loaded by tests/load.py (measure.py)
-                 --> Results: every run's numbers --> report.py: medians, ratios against
+                 --> Results: every run's numbers --> tables.py: medians, ratios against
                      the baseline of this run, targets --> Markdown on stdout and in
-                     bench/results/latest.md, raw numbers in latest.json, plot in latest.png
+                     bench/results/latest.md; report.py: raw numbers in latest.json;
+                     plot.py: latest.png
 
 Why interleaved: this machine is shared and noisy, so absolute times drift during a
 run; taking round after round spreads the drift over every server alike, and the
@@ -31,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench import measure, report
+from bench import measure, report, tables
 from bench.measure import Server
 from tests.load import raise_fd_limit
 
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             results = execute(plan, Path(logs))
         machine = report.finish(machine)
     machine = {**machine, "png": out.with_suffix(".png").name}
-    text = report.markdown(plan, machine, results, baseline=BASELINE)
+    text = tables.markdown(plan, machine, results, baseline=BASELINE)
     print(text)
     written = report.save(out, text, plan, machine, results)
     print(f"bench: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
