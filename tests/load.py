@@ -247,7 +247,9 @@ class Delivery:
     def summary(self) -> str:
         text = (
             f"{self.delivered:,} lines delivered in {self.elapsed:.2f}s "
-            f"({self.rate:,.0f} lines/s); lost {sum(self.lost.values())}, cut {len(self.cut)}, "
+            f"({self.rate:,.0f} lines/s); lost {sum(self.lost.values()):,}"
+            f"{' (counting lines cut senders never sent)' if self.lost and self.cut else ''}, "
+            f"cut {len(self.cut)}, "
             f"out of order {len(self.disordered) if self.checked else 'unchecked'}"
         )
         if self.latencies_ns:
@@ -447,15 +449,16 @@ class Swarm:
         checked = -interval
         while True:
             now = time.monotonic()
+            while self._timers and self._timers[0][0] <= now:
+                _, _, fire = heapq.heappop(self._timers)
+                fire(now)
+            # After the timers: what they did may be what `done` waits for.
             if now - checked >= interval:
                 if done():
                     return True
                 checked = now
             if now >= deadline:
                 return False
-            while self._timers and self._timers[0][0] <= now:
-                _, _, fire = heapq.heappop(self._timers)
-                fire(now)
             wake = min(deadline, checked + interval) if interval else deadline
             if self._timers:
                 wake = min(wake, self._timers[0][0])
@@ -684,11 +687,16 @@ class Swarm:
         started = self._progress = time.monotonic()
         for sender, payload in zip(senders, payloads, strict=True):
             self.send(sender, payload)
+        stalled = False
 
-        def over() -> bool:
-            return not self._waiting or time.monotonic() - self._progress > quiet
+        def watch(now: float) -> None:  # a timer, so that it runs even when nothing arrives
+            nonlocal stalled
+            stalled = now - self._progress > quiet
+            if self._waiting and not stalled:
+                self._at(now + min(1.0, quiet), watch)
 
-        self._pump(over, started + timeout, 0.0)
+        self._at(started + quiet, watch)
+        self._pump(lambda: not self._waiting or stalled, started + timeout, 0.0)
         return self._result(receivers, expected, started)
 
     def steady(
