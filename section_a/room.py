@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 
 from section_a import protocol
+from section_a.fanout import Fanout
 from section_a.flow import FlowControl
 from section_a.outbox import Flusher, Outbox, shut_down
 
@@ -38,6 +39,7 @@ class Member:
     name: str
     peer: str
     outbox: Outbox
+    since: int = 0  # the room's entry that announced it: it is sent only later ones
 
     def send(self, data: bytes) -> bool:
         return self.outbox.send(data)
@@ -74,6 +76,7 @@ class ChatRoom:
         self._members: tuple[Member, ...] = ()
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._guests = itertools.count(1)
+        self._fanout = Fanout(self._lock, lambda: self._members)
         self._flusher.start()
 
     @property
@@ -93,14 +96,14 @@ class ChatRoom:
             )
             if refusal is None:
                 name = next(n for n in (f"guest-{i}" for i in self._guests) if n not in self._names)
-                # Told of the newcomer: exactly those its welcome does not name as here.
-                present = self._members
-                others = [m.name for m in present]
+                others = [m.name for m in self._members]
                 # The welcome is queued first, so it is the first line whatever else races in.
                 outbox = Outbox(
                     conn, self.sendq, self._flusher, self.flow, protocol.welcome(name, others)
                 )
                 member = Member(name, peer, outbox)
+                # Told of the newcomer: exactly those its welcome names as here (since < it).
+                member.since = self._fanout.post(protocol.joined(name), exclude=member)
                 self._members += (member,)
                 self._names[name] = member
                 count = len(self._members)
@@ -110,7 +113,7 @@ class ChatRoom:
             return None
         self.flow.member_joined()
         outbox.flush()
-        self.broadcast(protocol.joined(name), to=present)
+        self._fanout.deliver(member.since)
         logger.info(
             "%s joined from %s; %d clients, %d threads",
             name,
@@ -131,11 +134,13 @@ class ChatRoom:
             self._members = tuple(m for m in self._members if m is not member)
             del self._names[member.name.lower()]
             count = len(self._members)
+            cut = member.outbox.reason or cut  # the outbox's reason: it gave up on this reader
+            # Once the room is closing, everyone is leaving: nobody needs telling.
             closing = self.closing.is_set()
-        cut = member.outbox.reason or cut  # the outbox's reason: it gave up on this reader
+            notice = 0 if closing else self._fanout.post(protocol.left(member.name, cut))
         self.flow.member_left(lagging=member.outbox.close())
-        if not closing:
-            self.broadcast(protocol.left(member.name, cut), exclude=member)
+        if notice:
+            self._fanout.deliver(notice)
         # This thread is still running: it ends right after, so it is not counted.
         (logger.warning if cut else logger.info)(
             "%s left (%s)%s; %d clients, %d threads",
@@ -146,13 +151,14 @@ class ChatRoom:
             threading.active_count() - 1,
         )
 
-    def broadcast(
-        self, data: bytes, exclude: Member | None = None, to: tuple[Member, ...] | None = None
-    ) -> None:
-        """Give `data` to every member (or those of `to`) but `exclude`; never blocks."""
-        for member in self._members if to is None else to:
-            if member is not exclude:
-                member.outbox.send(data)
+    def broadcast(self, data: bytes, exclude: Member | None = None) -> None:
+        """Give `data` to every member but `exclude`; returns once it is handed to all.
+
+        Never blocks on a reader: at most it waits for a pass already under way.
+        """
+        with self._lock:
+            number = self._fanout.post(data, exclude)
+        self._fanout.deliver(number)
 
     def rename(self, member: Member, new: str) -> str | None:
         """Give `member` the name `new`; returns why not, or None when done."""
@@ -167,8 +173,9 @@ class ChatRoom:
             del self._names[old.lower()]
             self._names[new.lower()] = member
             member.name = new
-        if old != new:
-            self.broadcast(protocol.renamed(old, new), exclude=member)
+            notice = self._fanout.post(protocol.renamed(old, new), member) if old != new else 0
+        if notice:
+            self._fanout.deliver(notice)
             logger.info("%s is now %s", old, new)
         return None
 

@@ -1,0 +1,117 @@
+"""Group delivery: every line for the room goes through one queue, one send per reader a pass.
+
+A line for the whole room costs one send() per reader. At 1,000 readers that is
+1,000 system calls a line, and a thread that does them one line at a time pays
+the kernel 1,000 times for every line, however many lines arrive together. So
+the room delivers the way a database commits its log (a "group commit"):
+
+    thread A: post(line a) -- nobody delivering: A delivers ----- pass 1: a --+
+    thread B:   post(line b) -- A is: wait --------------+                    |
+    thread C:     post(line c) -- A is: wait ------------+--> B delivers: pass 2: b c
+                                                             (C's line went with it)
+
+A thread that posts a line always waits until the line is delivered, so when it
+goes on (reads its next line, answers a command) everything it posted before is
+out, exactly as if it had sent the line itself. While one thread delivers, the
+lines posted meanwhile gather; when it is done, one of their posters takes
+everything gathered in one pass: one send() per reader for all of them. When
+the room is quiet a pass carries one line and costs what sending it directly
+would; the busier the room, the more lines a pass carries. Each thread delivers
+at most one pass in a row, so nobody's own reading is held up for long.
+
+Because every line goes through one queue, everyone receives the room's lines
+in the same order. Who receives an entry: every member who joined before it was
+posted (`since`), except the one it names to leave out (a sender does not get
+its own line back, a newcomer not its own "joined").
+
+The lock is the room's, so that a member's joining or leaving and the notice
+that says so take their place in the queue together. It is never held across a
+send: sends go to each member's `Outbox`, which never blocks (see outbox.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Recipient(Protocol):
+    """What a pass needs of a member: when it joined, and where its bytes go."""
+
+    since: int  # the number of the entry that announced it; it gets only later ones
+
+    def send(self, data: bytes) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    number: int  # entries are numbered from 1 in the order they are posted
+    data: bytes
+    exclude: object  # the member that must not get it, or None
+
+
+class Fanout:
+    """The room's queue of lines to deliver, and the group delivery of it."""
+
+    def __init__(self, lock: threading.Lock, members: Callable[[], Sequence[Recipient]]) -> None:
+        self._ready = threading.Condition(lock)
+        self._members = members  # called with the lock held, at the start of a pass
+        self._queue: list[Entry] = []
+        self._posted = 0  # the number of the last entry posted
+        self._delivered = 0  # every entry up to this number has been handed to its readers
+        self._delivering = False
+        self.passes = 0  # how many passes were made, for tests and the debug log
+
+    @property
+    def posted(self) -> int:
+        return self._posted
+
+    def post(self, data: bytes, exclude: object = None) -> int:
+        """Queue `data` for the room; returns its number. Call with the lock held."""
+        self._posted += 1
+        self._queue.append(Entry(self._posted, data, exclude))
+        return self._posted
+
+    def deliver(self, number: int) -> None:
+        """Return once entry `number` has been delivered, delivering it if nobody else is.
+
+        Call without the lock. Waits only for passes in progress, which never block.
+        """
+        with self._ready:
+            while self._delivered < number:
+                if self._delivering:
+                    self._ready.wait()
+                    continue
+                self._delivering = True
+                batch, self._queue = self._queue, []
+                members = self._members()
+                self._ready.release()  # the pass itself runs without the lock
+                try:
+                    self._pass(batch, members)
+                finally:
+                    self._ready.acquire()
+                    self._delivered = batch[-1].number
+                    self._delivering = False
+                    self.passes += 1
+                    self._ready.notify_all()
+
+    @staticmethod
+    def _pass(batch: list[Entry], members: Sequence[Recipient]) -> None:
+        """Give every member its part of `batch`: one send each."""
+        first = batch[0].number
+        block = b"".join(entry.data for entry in batch)
+        excluded = {id(entry.exclude) for entry in batch}
+        for member in members:
+            if member.since < first and id(member) not in excluded:
+                member.send(block)  # nearly everyone: the whole batch
+                continue
+            # A sender (not its own lines), or a newcomer (only what came after it joined).
+            part = b"".join(
+                entry.data
+                for entry in batch
+                if entry.exclude is not member and member.since < entry.number
+            )
+            if part:
+                member.send(part)

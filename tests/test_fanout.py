@@ -1,0 +1,161 @@
+"""Group delivery (section_a/fanout.py), without sockets: recipients that record what they get."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from section_a.fanout import Fanout
+
+pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
+
+WAIT = 5.0  # seconds: a deadline for what a test waits on, never a pause
+
+
+class Reader:
+    """A recipient that records each send; `gate`, when set up, holds its sends back."""
+
+    def __init__(self, since: int = 0) -> None:
+        self.since = since
+        self.got: list[bytes] = []
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def send(self, data: bytes) -> bool:
+        self.entered.set()
+        if self.gate is not None:
+            assert self.gate.wait(WAIT)
+        self.got.append(data)
+        return True
+
+
+class Room:
+    """The part of a chat room that Fanout needs: a lock and the members."""
+
+    def __init__(self, *members: Reader) -> None:
+        self.lock = threading.Lock()
+        self.members: tuple[Reader, ...] = members
+        self.fanout = Fanout(self.lock, lambda: self.members)
+
+    def post(self, data: bytes, exclude: object = None) -> int:
+        with self.lock:
+            return self.fanout.post(data, exclude)
+
+    def say(self, data: bytes, exclude: object = None) -> None:
+        self.fanout.deliver(self.post(data, exclude))
+
+
+def test_a_line_reaches_everyone_but_whom_it_excludes() -> None:
+    alice, bob, carol = Reader(), Reader(), Reader()
+    room = Room(alice, bob, carol)
+    room.say(b"hi\n", exclude=alice)
+    assert (alice.got, bob.got, carol.got) == ([], [b"hi\n"], [b"hi\n"])
+
+
+def test_a_newcomer_gets_only_what_was_posted_after_it_joined() -> None:
+    alice = Reader()
+    room = Room(alice)
+    before = room.post(b"before\n")
+    bob = Reader()
+    with room.lock:
+        bob.since = room.fanout.post(b"bob joined\n", exclude=bob)
+        room.members += (bob,)
+    after = room.post(b"after\n")
+    room.fanout.deliver(after)  # one pass carries all three entries
+    assert before < bob.since < after
+    assert room.fanout.passes == 1
+    assert alice.got == [b"before\nbob joined\nafter\n"]
+    assert bob.got == [b"after\n"]
+
+
+def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:
+    """The group commit: one send per reader for every line that gathered meanwhile."""
+    stuck, reader = Reader(), Reader()
+    stuck.gate = threading.Event()
+    room = Room(stuck, reader)
+    first = threading.Thread(target=room.say, args=(b"a\n",))
+    first.start()
+    assert stuck.entered.wait(WAIT)  # pass 1 is under way, held up in stuck's send
+    waiting = [threading.Thread(target=room.say, args=(line,)) for line in (b"b\n", b"c\n")]
+    for thread in waiting:
+        thread.start()
+    with room.lock:
+        posted = room.fanout.posted
+    assert posted == 3  # both posted (say() posts before it waits) while pass 1 is open
+    stuck.gate.set()
+    for thread in (first, *waiting):
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert room.fanout.passes == 2
+    assert reader.got == [b"a\n", b"b\nc\n"]
+    assert stuck.got == reader.got
+
+
+def test_deliver_returns_only_once_its_line_is_handed_over() -> None:
+    stuck, reader = Reader(), Reader()
+    stuck.gate = threading.Event()
+    room = Room(stuck, reader)
+    first = threading.Thread(target=room.say, args=(b"a\n",))
+    first.start()
+    assert stuck.entered.wait(WAIT)
+    returned = threading.Event()
+
+    def second() -> None:
+        room.say(b"b\n")
+        returned.set()
+
+    other = threading.Thread(target=second)
+    other.start()
+    assert not returned.wait(0.2)  # pass 1 is held, so b cannot have gone out yet
+    stuck.gate.set()
+    assert returned.wait(WAIT)
+    assert reader.got[-1].endswith(b"b\n")
+    first.join(WAIT)
+    other.join(WAIT)
+
+
+def test_a_failing_pass_does_not_leave_the_room_stuck() -> None:
+    class Broken(Reader):
+        def send(self, data: bytes) -> bool:
+            raise RuntimeError("a bug in a recipient")
+
+    reader = Reader()
+    room = Room(Broken(), reader)
+    with pytest.raises(RuntimeError):
+        room.say(b"lost\n")
+    room.members = (reader,)
+    done = threading.Thread(target=room.say, args=(b"next\n",))
+    done.start()
+    done.join(WAIT)
+    assert not done.is_alive()
+    assert reader.got == [b"next\n"]
+
+
+def test_everyone_receives_the_room_in_the_same_order() -> None:
+    """Eight threads post 200 lines each at once. A listener that never speaks hears
+    the room's order; every talker hears that order without its own lines."""
+    talkers = [Reader() for _ in range(8)]
+    listener = Reader()
+    room = Room(*talkers, listener)
+    start = threading.Barrier(len(talkers))
+
+    def talk(me: Reader, who: int) -> None:
+        start.wait(WAIT)
+        for n in range(200):
+            room.say(b"%d:%d\n" % (who, n), exclude=me)
+
+    threads = [threading.Thread(target=talk, args=(r, i)) for i, r in enumerate(talkers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 4)
+        assert not thread.is_alive()
+    order = b"".join(listener.got).splitlines()
+    assert len(order) == 8 * 200
+    for who in range(8):
+        said = [line for line in order if line.startswith(b"%d:" % who)]
+        assert said == [b"%d:%d" % (who, n) for n in range(200)]
+    for who, talker in enumerate(talkers):
+        heard = b"".join(talker.got).splitlines()
+        assert heard == [line for line in order if not line.startswith(b"%d:" % who)]
