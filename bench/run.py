@@ -64,6 +64,7 @@ class Plan:
     latency_clients: tuple[int, ...] = (30, 100, 1000)  # the largest: memory and threads too
     senders: int = 20
     rate: float = 2.0  # lines a second per sender
+    busy_rate: float = 10.0  # and in a busy room: lines come faster than one pass sends them
     duration: float = 5.0  # seconds of steady sending
     drain: float = 5.0  # seconds to wait for the last lines
     churn_cycles: int = 3000
@@ -88,6 +89,7 @@ QUICK = replace(
     latency_clients=(10, 50),
     senders=5,
     rate=5.0,
+    busy_rate=50.0,
     duration=1.0,
     drain=2.0,
     churn_cycles=200,
@@ -112,10 +114,12 @@ def tasks(plan: Plan) -> list[list[Task]]:
             s, d, plan.fan_clients, plan.fan_lines, stuck=stuck, timeout=timeout
         )
 
-    def latency(clients: int, stuck: bool) -> Callable[[Server, Path], measure.Record]:
+    def latency(
+        clients: int, stuck: bool, rate: float = plan.rate
+    ) -> Callable[[Server, Path], measure.Record]:
         senders = min(plan.senders, clients)
         return lambda s, d: measure.steady(
-            s, d, clients, senders, rate=plan.rate, duration=plan.duration,
+            s, d, clients, senders, rate=rate, duration=plan.duration,
             drain=plan.drain, stuck=stuck,
         )  # fmt: skip
 
@@ -138,6 +142,7 @@ def tasks(plan: Plan) -> list[list[Task]]:
               for n in plan.latency_clients),
             ("latency_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              latency(big, True)),
+            ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
             ("churn", server, plan.repeats, churn(False, plan.churn_timeout)),
             ("churn_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              churn(True, plan.churn_timeout if ours else plan.stuck_churn_timeout_baseline)),

@@ -92,6 +92,10 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
          lambda m, k: cpu_cell(m, k, "system_us_per_line"), "system_us_per_line", True),
         ("server CPU per delivered line, the same with a stuck reader (µs)", "latency_stuck",
          cpu_cell, "cpu_us_per_line", True),
+        (f"latency p50 / p99, {big:,} clients, busy room: {plan.senders} x "
+         f"{plan.busy_rate:g} lines/s (ms)", "latency_busy", steady_cell, "p99_ms", True),
+        ("server CPU per delivered line in the busy room (µs)", "latency_busy", cpu_cell,
+         "cpu_us_per_line", True),
         (f"churn, {plan.churn_parallel} at a time (cycles/s)", "churn", churn_cell, "rate",
          False),
         ("churn, the same with a stuck reader (cycles/s)", "churn_stuck", churn_cell, "rate",
@@ -118,7 +122,9 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         f"baseline (about 50 s each), {plan.repeats} runs of everything else; with a stuck "
         f"reader the baseline runs {plan.stuck_repeats_baseline} time(s), cut short after "
         f"{plan.stuck_timeout_baseline:.0f} s, because it stalls. Latency: {plan.senders} senders "
-        f"x {plan.rate:g} lines/s for {plan.duration:g} s, everyone reading. A stuck reader has a "
+        f"x {plan.rate:g} lines/s for {plan.duration:g} s, everyone reading; in the busy room "
+        f"{plan.busy_rate:g} lines/s each, so that lines arrive faster than one pass of group "
+        "delivery sends them (section_a/fanout.py). A stuck reader has a "
         "4 KiB receive buffer and never reads; for latency and churn it is filled first, until "
         f"the kernel holds all it will for it ({kernel / 2**20:.1f} MiB here) and 4,000 lines "
         "more wait in the server. Servers run with `-q`, all other settings default "
