@@ -13,11 +13,18 @@ the room delivers the way a database commits its log (a "group commit"):
 A thread that posts a line always waits until the line is delivered, so when it
 goes on (reads its next line, answers a command) everything it posted before is
 out, exactly as if it had sent the line itself. While one thread delivers, the
-lines posted meanwhile gather; when it is done, one of their posters takes
-everything gathered in one pass: one send() per reader for all of them. When
-the room is quiet a pass carries one line and costs what sending it directly
-would; the busier the room, the more lines a pass carries. Each thread delivers
-at most one pass in a row, so nobody's own reading is held up for long.
+lines posted meanwhile gather; when it is done, one of their posters takes what
+gathered in one pass: one send() per reader for all of them. When the room is
+quiet a pass carries one line and costs what sending it directly would; the
+busier the room, the more lines a pass carries. A thread delivers until its own
+line is out and no further, so nobody's own reading is held up for long.
+
+A pass carries at most `max_bytes` (the room gives its flow control's low mark,
+a sixteenth of --sendq): the rest waits for the next pass. So a reader's backlog
+grows in small steps, and when the room lags as a whole, the flow control sees
+most members over its high mark, and pauses the senders, long before any reader
+nears --sendq (see flow.py). One pass of everything gathered could have pushed
+a few readers past --sendq at once, before the room looked congested.
 
 Because every line goes through one queue, everyone receives the room's lines
 in the same order. Who receives an entry: every member who joined before it was
@@ -55,9 +62,15 @@ class Entry:
 class Fanout:
     """The room's queue of lines to deliver, and the group delivery of it."""
 
-    def __init__(self, lock: threading.Lock, members: Callable[[], Sequence[Recipient]]) -> None:
+    def __init__(
+        self,
+        lock: threading.Lock,
+        members: Callable[[], Sequence[Recipient]],
+        max_bytes: int,
+    ) -> None:
         self._ready = threading.Condition(lock)
         self._members = members  # called with the lock held, at the start of a pass
+        self.max_bytes = max_bytes  # what one pass carries at most (always one entry)
         self._queue: list[Entry] = []
         self._posted = 0  # the number of the last entry posted
         self._delivered = 0  # every entry up to this number has been handed to its readers
@@ -77,7 +90,8 @@ class Fanout:
     def deliver(self, number: int) -> None:
         """Return once entry `number` has been delivered, delivering it if nobody else is.
 
-        Call without the lock. Waits only for passes in progress, which never block.
+        Call without the lock. Waits only for passes in progress and the entries ahead
+        of its own, and no pass blocks.
         """
         with self._ready:
             while self._delivered < number:
@@ -85,7 +99,7 @@ class Fanout:
                     self._ready.wait()
                     continue
                 self._delivering = True
-                batch, self._queue = self._queue, []
+                batch = self._take()
                 members = self._members()
                 self._ready.release()  # the pass itself runs without the lock
                 try:
@@ -96,6 +110,17 @@ class Fanout:
                     self._delivering = False
                     self.passes += 1
                     self._ready.notify_all()
+
+    def _take(self) -> list[Entry]:
+        # The oldest entries, up to max_bytes (at least one): the next pass.
+        size = taken = 0
+        for entry in self._queue:
+            size += len(entry.data)
+            if taken and size > self.max_bytes:
+                break
+            taken += 1
+        batch, self._queue = self._queue[:taken], self._queue[taken:]
+        return batch
 
     @staticmethod
     def _pass(batch: list[Entry], members: Sequence[Recipient]) -> None:

@@ -76,7 +76,7 @@ class ChatRoom:
         self._members: tuple[Member, ...] = ()
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._guests = itertools.count(1)
-        self._fanout = Fanout(self._lock, lambda: self._members)
+        self._fanout = Fanout(self._lock, lambda: self._members, self.flow.low_mark)
         self._flusher.start()
 
     @property

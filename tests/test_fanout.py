@@ -36,7 +36,7 @@ class Room:
     def __init__(self, *members: Reader) -> None:
         self.lock = threading.Lock()
         self.members: tuple[Reader, ...] = members
-        self.fanout = Fanout(self.lock, lambda: self.members)
+        self.fanout = Fanout(self.lock, lambda: self.members, max_bytes=1024)
 
     def post(self, data: bytes, exclude: object = None) -> int:
         with self.lock:
@@ -90,6 +90,16 @@ def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:
     assert room.fanout.passes == 2
     assert reader.got == [b"a\n", b"b\nc\n"]
     assert stuck.got == reader.got
+
+
+def test_a_pass_carries_at_most_max_bytes_and_always_one_entry() -> None:
+    reader = Reader()
+    room = Room(reader)  # max_bytes=1024
+    for data in (b"a" * 600, b"b" * 600, b"c" * 300, b"d" * 2000):
+        room.post(data)
+    room.fanout.deliver(room.fanout.posted)  # delivers pass after pass until the last
+    assert reader.got == [b"a" * 600, b"b" * 600 + b"c" * 300, b"d" * 2000]
+    assert room.fanout.passes == 3
 
 
 def test_deliver_returns_only_once_its_line_is_handed_over() -> None:
