@@ -19,6 +19,14 @@ quiet a pass carries one line and costs what sending it directly would; the
 busier the room, the more lines a pass carries. A thread delivers until its own
 line is out and no further, so nobody's own reading is held up for long.
 
+Notices (who joined, who left) need nobody to wait for them: they are posted
+for later (`post_later`), and go out with the next line posted after them, or
+within `LATER` seconds at most, delivered then by the room's flusher thread.
+So the comings and goings of a busy server share passes too, and cost a joining
+or leaving client's thread nothing. A reply to one member waits for what was
+posted before it (`settle`): "* here now: ..." never arrives before a "joined"
+that happened earlier.
+
 A pass carries at most `max_bytes` (the room gives its flow control's low mark,
 a sixteenth of --sendq): the rest waits for the next pass. So a reader's backlog
 grows in small steps, and when the room lags as a whole, the flow control sees
@@ -42,6 +50,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+LATER = 0.05  # seconds a notice may wait to share a pass: too short for a person to notice
+
+Later = Callable[[float, Callable[[], None]], None]  # runs a job in so many seconds
 
 
 class Recipient(Protocol):
@@ -67,10 +79,13 @@ class Fanout:
         lock: threading.Lock,
         members: Callable[[], Sequence[Recipient]],
         max_bytes: int,
+        later: Later,
     ) -> None:
         self._ready = threading.Condition(lock)
         self._members = members  # called with the lock held, at the start of a pass
         self.max_bytes = max_bytes  # what one pass carries at most (always one entry)
+        self._later = later
+        self._due = False  # a delivery of what was posted for later is scheduled
         self._queue: list[Entry] = []
         self._posted = 0  # the number of the last entry posted
         self._delivered = 0  # every entry up to this number has been handed to its readers
@@ -86,6 +101,30 @@ class Fanout:
         self._posted += 1
         self._queue.append(Entry(self._posted, data, exclude))
         return self._posted
+
+    def post_later(self, data: bytes, exclude: object = None) -> int:
+        """Queue `data` with nobody to wait for it: out within LATER s. Call with the lock held."""
+        number = self.post(data, exclude)
+        if not self._due:
+            self._due = True
+            self._later(LATER, self._deliver_due)
+        return number
+
+    def settle(self) -> None:
+        """Return once everything posted so far is delivered. Call without the lock."""
+        with self._ready:
+            number = self._posted
+        self.deliver(number)
+
+    def _deliver_due(self) -> None:
+        # Run by the flusher's thread, LATER seconds after something was posted for later.
+        with self._ready:
+            self._due = False
+            if self._delivering:  # that thread stops at its own entry: look again shortly
+                self._due = True
+                self._later(LATER, self._deliver_due)
+                return
+        self.settle()
 
     def deliver(self, number: int) -> None:
         """Return once entry `number` has been delivered, delivering it if nobody else is.

@@ -25,6 +25,8 @@ lags alone from a room that lags as a whole (see flow.py).
 from __future__ import annotations
 
 import fcntl
+import heapq
+import itertools
 import logging
 import os
 import select
@@ -32,7 +34,9 @@ import socket
 import sys
 import termios
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 
 from section_a.flow import FlowControl
 
@@ -215,7 +219,8 @@ class Flusher:
 
     Outboxes `arm` themselves when they hold a backlog; the flusher waits in epoll
     for any of those sockets to become writable (one-shot, so an idle writable
-    socket never spins it) and calls that outbox's `flush`.
+    socket never spins it) and calls that outbox's `flush`. It also runs the
+    room's few timed jobs (`call_later`): the epoll wait times out when one is due.
     """
 
     def __init__(self) -> None:
@@ -226,6 +231,8 @@ class Flusher:
         self._outboxes: dict[int, Outbox] = {}
         self._lock = threading.Lock()
         self._stopping = False
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []  # a heap, soonest first
+        self._order = itertools.count()  # ties keep their order, and never compare callables
         self._thread = threading.Thread(target=self._run, name="flusher")
 
     def start(self) -> None:
@@ -251,15 +258,42 @@ class Flusher:
                 if not self._stopping:
                     self._epoll.unregister(outbox.fd)
 
+    def call_later(self, delay: float, job: Callable[[], None]) -> None:
+        """Run `job` in the flusher's thread in `delay` seconds (never, once stopping)."""
+        with self._lock:
+            if self._stopping:
+                return
+            heapq.heappush(self._timers, (time.monotonic() + delay, next(self._order), job))
+            os.eventfd_write(self._wake, 1)  # it may be waiting with no timeout, or a later one
+
     def _run(self) -> None:
         while True:
-            for fd, _ in self._epoll.poll():
+            with self._lock:
+                due = self._timers[0][0] if self._timers else None
+            timeout = -1.0 if due is None else max(0.0, due - time.monotonic())
+            for fd, _ in self._epoll.poll(timeout):
                 if fd == self._wake:
-                    return
+                    if self._stopping:
+                        return
+                    os.eventfd_read(self._wake)  # a timer was added: wait again, shorter
+                    continue
                 with self._lock:
                     outbox = self._outboxes.get(fd)
                 if outbox is not None:
                     outbox.flush()
+            self._run_due_jobs()
+
+    def _run_due_jobs(self) -> None:
+        now = time.monotonic()
+        while True:
+            with self._lock:
+                if not self._timers or self._timers[0][0] > now or self._stopping:
+                    return
+                _, _, job = heapq.heappop(self._timers)
+            try:
+                job()
+            except Exception:  # a bug in one job must not end the thread every slow reader needs
+                logger.exception("flusher: a timed job failed")
 
     def stop(self, timeout: float | None = None) -> None:
         """End the thread and release its descriptors; safe to call twice."""

@@ -76,7 +76,9 @@ class ChatRoom:
         self._members: tuple[Member, ...] = ()
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._guests = itertools.count(1)
-        self._fanout = Fanout(self._lock, lambda: self._members, self.flow.low_mark)
+        self._fanout = Fanout(
+            self._lock, lambda: self._members, self.flow.low_mark, self._flusher.call_later
+        )
         self._flusher.start()
 
     @property
@@ -103,7 +105,7 @@ class ChatRoom:
                 )
                 member = Member(name, peer, outbox)
                 # Told of the newcomer: exactly those its welcome names as here (since < it).
-                member.since = self._fanout.post(protocol.joined(name), exclude=member)
+                member.since = self._fanout.post_later(protocol.joined(name), exclude=member)
                 self._members += (member,)
                 self._names[name] = member
                 count = len(self._members)
@@ -113,7 +115,6 @@ class ChatRoom:
             return None
         self.flow.member_joined()
         outbox.flush()
-        self._fanout.deliver(member.since)
         logger.info(
             "%s joined from %s; %d clients, %d threads",
             name,
@@ -137,10 +138,9 @@ class ChatRoom:
             cut = member.outbox.reason or cut  # the outbox's reason: it gave up on this reader
             # Once the room is closing, everyone is leaving: nobody needs telling.
             closing = self.closing.is_set()
-            notice = 0 if closing else self._fanout.post(protocol.left(member.name, cut))
+            if not closing:
+                self._fanout.post_later(protocol.left(member.name, cut))
         self.flow.member_left(lagging=member.outbox.close())
-        if notice:
-            self._fanout.deliver(notice)
         # This thread is still running: it ends right after, so it is not counted.
         (logger.warning if cut else logger.info)(
             "%s left (%s)%s; %d clients, %d threads",
@@ -159,6 +159,11 @@ class ChatRoom:
         with self._lock:
             number = self._fanout.post(data, exclude)
         self._fanout.deliver(number)
+
+    def tell(self, member: Member, data: bytes) -> None:
+        """Send `data` to `member` alone, after everything the room was told before it."""
+        self._fanout.settle()
+        member.send(data)
 
     def rename(self, member: Member, new: str) -> str | None:
         """Give `member` the name `new`; returns why not, or None when done."""
@@ -191,6 +196,7 @@ class ChatRoom:
         New joins are refused from now on; paused senders are released. The
         members' threads then leave by themselves; their owner joins them.
         """
+        self._fanout.settle()  # who came and went, before the news that the server is going
         with self._lock:
             self.closing.set()  # under the lock: no join slips in after the snapshot
             members = self._members

@@ -158,8 +158,9 @@ def handle(room: ChatRoom, member: Member, events: Events) -> bool:
 
     for event in events:
         if isinstance(event, Overlong):
-            member.send(
-                protocol.error(f"line too long (over {event.limit} bytes); it was discarded")
+            room.tell(
+                member,
+                protocol.error(f"line too long (over {event.limit} bytes); it was discarded"),
             )
             continue
         command = protocol.parse(protocol.sanitise(event))
@@ -178,28 +179,29 @@ def run(room: ChatRoom, member: Member, command: protocol.Command) -> bool:
     match command:
         case Nick(name):
             problem = room.rename(member, name)
-            member.send(
-                protocol.error(problem) if problem else protocol.notice(f"you are now {name}")
+            room.tell(
+                member,
+                protocol.error(problem) if problem else protocol.notice(f"you are now {name}"),
             )
         case Who():
             names = room.names()
-            member.send(protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
+            room.tell(member, protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
         case Whisper(name, text):
             target = room.find(name)
             if target is None:
-                member.send(protocol.error(f"nobody here is called {name}"))
+                room.tell(member, protocol.error(f"nobody here is called {name}"))
             else:
-                target.send(protocol.whisper(member.name, text))
-                member.send(protocol.notice(f"private to {target.name}: {text}"))
+                room.tell(target, protocol.whisper(member.name, text))
+                room.tell(member, protocol.notice(f"private to {target.name}: {text}"))
         case Me(text):
             room.broadcast(protocol.action(member.name, text), exclude=member)
         case Help():
-            member.send(protocol.help_text())
+            room.tell(member, protocol.help_text())
         case Quit():
-            member.send(protocol.BYE)
+            room.tell(member, protocol.BYE)
             return False
         case Invalid(reason):
-            member.send(protocol.error(reason))
+            room.tell(member, protocol.error(reason))
         case Blank() | Say():
             pass
     return True

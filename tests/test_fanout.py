@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
-from section_a.fanout import Fanout
+from section_a.fanout import LATER, Fanout
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 
@@ -31,12 +32,23 @@ class Reader:
 
 
 class Room:
-    """The part of a chat room that Fanout needs: a lock and the members."""
+    """The part of a chat room that Fanout needs: a lock, the members, a timer.
+
+    The timer only records its jobs: a test runs them when it wants (`run_later`).
+    """
 
     def __init__(self, *members: Reader) -> None:
         self.lock = threading.Lock()
         self.members: tuple[Reader, ...] = members
-        self.fanout = Fanout(self.lock, lambda: self.members, max_bytes=1024)
+        self.jobs: list[tuple[float, Callable[[], None]]] = []
+        self.fanout = Fanout(
+            self.lock, lambda: self.members, 1024, lambda delay, job: self.jobs.append((delay, job))
+        )
+
+    def run_later(self) -> None:
+        jobs, self.jobs = self.jobs, []
+        for _, job in jobs:
+            job()
 
     def post(self, data: bytes, exclude: object = None) -> int:
         with self.lock:
@@ -67,6 +79,58 @@ def test_a_newcomer_gets_only_what_was_posted_after_it_joined() -> None:
     assert room.fanout.passes == 1
     assert alice.got == [b"before\nbob joined\nafter\n"]
     assert bob.got == [b"after\n"]
+
+
+def test_a_notice_posted_for_later_goes_out_with_the_next_line() -> None:
+    alice, bob = Reader(), Reader()
+    room = Room(alice, bob)
+    with room.lock:
+        room.fanout.post_later(b"carol joined\n")
+        room.fanout.post_later(b"dave joined\n")
+    assert alice.got == [] and [delay for delay, _ in room.jobs] == [LATER]  # one job for both
+    room.say(b"alice: hi\n", exclude=alice)
+    assert bob.got == [b"carol joined\ndave joined\nalice: hi\n"]
+    assert alice.got == [b"carol joined\ndave joined\n"]
+    room.run_later()  # the job finds nothing left to do
+    assert room.fanout.passes == 1
+
+
+def test_a_notice_nobody_follows_is_delivered_by_the_timed_job() -> None:
+    alice = Reader()
+    room = Room(alice)
+    with room.lock:
+        room.fanout.post_later(b"bob left\n")
+    room.run_later()
+    assert alice.got == [b"bob left\n"]
+    with room.lock:
+        room.fanout.post_later(b"carol left\n")
+    assert len(room.jobs) == 1  # a new job once the last one ran
+
+
+def test_settle_delivers_everything_posted_before_it() -> None:
+    alice = Reader()
+    room = Room(alice)
+    with room.lock:
+        room.fanout.post_later(b"bob joined\n")
+    room.fanout.settle()
+    assert alice.got == [b"bob joined\n"]
+
+
+def test_the_timed_job_comes_back_while_a_pass_is_under_way() -> None:
+    stuck = Reader()
+    stuck.gate = threading.Event()
+    room = Room(stuck)
+    first = threading.Thread(target=room.say, args=(b"a\n",))
+    first.start()
+    assert stuck.entered.wait(WAIT)
+    with room.lock:
+        room.fanout.post_later(b"bob left\n")
+    room.run_later()  # a pass is under way: it schedules itself again, it does not wait
+    assert [delay for delay, _ in room.jobs] == [LATER]
+    stuck.gate.set()
+    first.join(WAIT)
+    room.run_later()
+    assert stuck.got == [b"a\n", b"bob left\n"]
 
 
 def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:

@@ -1,0 +1,66 @@
+"""The flusher's timed jobs (section_a/outbox.py `Flusher.call_later`), with no sockets."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from section_a.outbox import Flusher
+
+pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(10)]
+
+WAIT = 5.0  # seconds: a deadline, never a pause
+
+
+@pytest.fixture
+def flusher() -> Iterator[Flusher]:
+    flusher = Flusher()
+    flusher.start()
+    yield flusher
+    flusher.stop(WAIT)
+
+
+def test_jobs_run_in_the_flusher_thread_in_the_order_they_fall_due(flusher: Flusher) -> None:
+    ran: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def job(name: str) -> None:
+        ran.append((name, threading.current_thread().name))
+        if name == "late":
+            done.set()
+
+    started = time.monotonic()
+    flusher.call_later(0.2, lambda: job("late"))
+    flusher.call_later(0.05, lambda: job("soon"))
+    assert done.wait(WAIT)
+    assert time.monotonic() - started >= 0.2
+    assert ran == [("soon", "flusher"), ("late", "flusher")]
+
+
+def test_a_failing_job_is_logged_and_the_next_still_runs(
+    flusher: Flusher, caplog: pytest.LogCaptureFixture
+) -> None:
+    done = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("a bug")
+
+    flusher.call_later(0.0, broken)
+    flusher.call_later(0.01, done.set)
+    assert done.wait(WAIT)
+    assert "a timed job failed" in caplog.text
+
+
+def test_stop_drops_the_jobs_not_yet_due() -> None:
+    flusher = Flusher()
+    flusher.start()
+    ran = threading.Event()
+    flusher.call_later(60.0, ran.set)
+    started = time.monotonic()
+    flusher.stop(WAIT)
+    assert time.monotonic() - started < WAIT  # it did not wait for the job
+    flusher.call_later(0.0, ran.set)  # after stop: ignored
+    assert not ran.is_set()
