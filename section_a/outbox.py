@@ -47,11 +47,18 @@ FLUSH_CHUNK = 256 * 1024  # bytes joined for one send when draining a backlog
 # to megabytes (Linux doubles what is asked, up to net.core.wmem_max), and a stuck reader
 # would be cut only that much later than its limit says. So it is bounded too.
 KERNEL_SNDBUF = 1024 * 1024
-# Past --sendq a reader is cut if it lags alone: the room is not congested, and it has taken
-# nothing since it began to lag (it stopped reading). A reader of a congested room, or one
-# still draining after the room caught up, is slow with the others, not stuck: it is cut
-# only past this many times the limit, which still bounds memory.
+# Past --sendq a reader is cut if it lags alone: the room is not congested, and it made no
+# progress at all (it stopped reading) in the last whole window of STUCK_AFTER seconds, nor
+# since. A reader of a congested room, one that is draining, or one that began to lag only
+# a moment ago, is slow with the others, not stuck: it is cut only past this many times the
+# limit, which still bounds memory.
 SLOW_LIMIT_FACTOR = 4
+# Seconds of no progress at all before a lagging reader can be judged stuck. Not a test of
+# its own (a busy reader on a loaded machine can go hundreds of milliseconds between reads):
+# it keeps a burst that fills a healthy reader's backlog faster than it reads, for a moment,
+# from looking like a stop (judged from the moment the backlog passed the high mark, one
+# healthy reader was cut in 1 of about 40 full-size runs).
+STUCK_AFTER = 2.0
 
 
 class Outbox:
@@ -85,8 +92,11 @@ class Outbox:
         self._queue: deque[bytes] = deque([first] if first else [])
         self._size = len(first)
         self._lagging = False
-        self._taken_while_lagging = 0  # bytes the socket took since the backlog passed the mark
-        self._kernel_queue_at_lag = 0  # and what the kernel still had to send at that moment
+        # Progress while lagging, in windows of STUCK_AFTER seconds (see _check_stuck):
+        self._taken = 0  # bytes the socket took from the backlog in this window
+        self._kernel_queue_at_window = 0  # what the kernel had still to send when it began
+        self._stalled = False  # the last whole window saw no progress at all
+        self._check_due = False  # a _check_stuck is scheduled
 
     @property
     def backlog(self) -> int:
@@ -107,18 +117,37 @@ class Outbox:
                 self._flusher.arm(self)
             self._queue.append(data)
             self._size += len(data)
-            if self._size > self.limit:
-                slow = (
-                    self._flow.congested
-                    or self._taken_while_lagging > 0
-                    or self._kernel_queue() < self._kernel_queue_at_lag
-                )
-                bound = self.limit * SLOW_LIMIT_FACTOR if slow else self.limit
-                if self._size > bound:
-                    self._close(f"backlog over {bound} bytes")
-                    return False
+            if self._size > self.limit and self._cut_if_over():
+                return False
             self._track_lag()
             return True
+
+    def _cut_if_over(self) -> bool:
+        # Called with the lock held, past the limit: cut a stuck reader, or anyone past 4x.
+        slow = self._flow.congested or not self._stalled or self._taken > 0
+        bound = self.limit * SLOW_LIMIT_FACTOR if slow else self.limit
+        if self._size > bound:
+            self._close(f"backlog over {bound} bytes")
+            return True
+        return False
+
+    def _check_stuck(self) -> None:
+        # Run by the flusher every STUCK_AFTER seconds while the backlog is over the high
+        # mark: closes a window. A reader stalled if in a whole window it took nothing from
+        # its backlog and the kernel's queue for it did not go down (a reader that reads
+        # drains it even while our backlog waits behind it). Run by the clock, not by
+        # sends, so that a reader that stopped is cut even if nothing more is sent.
+        with self._lock:
+            self._check_due = False
+            if self.closed or not self._lagging:
+                return
+            queue = self._kernel_queue()
+            self._stalled = self._taken == 0 and queue >= self._kernel_queue_at_window
+            self._taken, self._kernel_queue_at_window = 0, queue
+            if self._size > self.limit and self._cut_if_over():
+                return
+            self._check_due = True
+            self._flusher.call_later(STUCK_AFTER, self._check_stuck)
 
     def flush(self) -> None:
         """Write as much of the backlog as the socket takes now; ask the flusher for the rest."""
@@ -131,7 +160,7 @@ class Outbox:
                 if sent < 0:
                     return
                 self._size -= sent
-                self._taken_while_lagging += sent
+                self._taken += sent
                 if sent < len(head):
                     self._queue[0] = head[sent:]
                     self._flusher.arm(self)
@@ -172,9 +201,12 @@ class Outbox:
         # Report crossings of the flow control's marks (see flow.py), with hysteresis.
         if not self._lagging and self._size > self._flow.high_mark:
             self._lagging = True
-            self._taken_while_lagging = 0
-            self._kernel_queue_at_lag = self._kernel_queue()
+            self._taken, self._stalled = 0, False  # no whole window seen yet
+            self._kernel_queue_at_window = self._kernel_queue()
             self._flow.started_lagging()
+            if not self._check_due:
+                self._check_due = True
+                self._flusher.call_later(STUCK_AFTER, self._check_stuck)
         elif self._lagging and self._size <= self._flow.low_mark:
             self._lagging = False
             self._flow.stopped_lagging()

@@ -53,6 +53,10 @@ def cuts(server: ServerProcess) -> int:
     return len(CUT_FOR_BACKLOG.findall(server.stderr()))
 
 
+def cut_lines(server: ServerProcess) -> list[str]:
+    return [line for line in server.stderr().splitlines() if CUT_FOR_BACKLOG.search(line)]
+
+
 def assert_everything_arrived(delivery: Delivery) -> None:
     assert not delivery.cut, f"{len(delivery.cut)} readers cut: {delivery.summary()}"
     assert not delivery.lost, f"lines lost: {delivery.summary()}"
@@ -228,7 +232,9 @@ def test_a_reader_that_lags_alone_is_cut_and_the_others_lose_nothing(
         if delivery.cut or delivery.lost or delivery.disordered:
             failed.append(f"run {run}: {delivery.summary()}")
     assert cuts(server) >= SIZES.stuck_runs, "the stuck reader was not cut for its backlog"
-    assert not failed, "readers that kept reading were hurt:\n" + "\n".join(failed)
+    assert not failed, "readers that kept reading were hurt:\n" + "\n".join(
+        [*failed, "the server's log of cuts:", *cut_lines(server)]
+    )
 
 
 def test_one_stuck_reader_does_not_delay_the_others(

@@ -1,0 +1,72 @@
+"""An outbox over a real TCP connection whose reader never reads (section_a/outbox.py)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from section_a.flow import FlowControl
+from section_a.outbox import SLOW_LIMIT_FACTOR, STUCK_AFTER, Flusher, Outbox
+from tests.support import wait_for
+
+pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
+
+SENDQ = 64 * 1024
+LINE = b"x" * 99 + b"\n"
+
+
+@pytest.fixture
+def flusher() -> Iterator[Flusher]:
+    flusher = Flusher()
+    flusher.start()
+    yield flusher
+    flusher.stop(5.0)
+
+
+@pytest.fixture
+def stuck_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(server end, client end) of a loopback TCP connection; the client never reads."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: window
+        client.connect(listener.getsockname())
+        server, _ = listener.accept()
+    with server, client:
+        yield server, client
+
+
+def fill_past(outbox: Outbox, size: int) -> None:
+    """Send lines until the outbox holds more than `size` bytes of backlog."""
+    while outbox.backlog <= size:
+        assert outbox.send(LINE), outbox.reason
+
+
+def test_a_reader_that_stops_is_cut_once_stuck_even_if_nothing_more_is_sent(
+    flusher: Flusher, stuck_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    flow = FlowControl(SENDQ)
+    flow.member_joined()
+    outbox = Outbox(stuck_pair[0], SENDQ, flusher, flow)
+    fill_past(outbox, SENDQ)
+    crossed = time.monotonic()
+    # It began to lag a moment ago: not yet judged stuck, though past --sendq.
+    assert not outbox.closed
+    wait_for(lambda: outbox.closed, "the stuck reader to be cut", STUCK_AFTER + 5.0)
+    assert time.monotonic() - crossed >= STUCK_AFTER / 2
+    assert outbox.reason == f"backlog over {SENDQ} bytes"
+    assert flow.lagging == 0  # a cut member stops counting at once
+
+
+def test_past_four_times_the_limit_anyone_is_cut_at_once(
+    flusher: Flusher, stuck_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    flow = FlowControl(SENDQ)
+    flow.member_joined()
+    outbox = Outbox(stuck_pair[0], SENDQ, flusher, flow)
+    bound = SENDQ * SLOW_LIMIT_FACTOR
+    while outbox.send(LINE):
+        assert outbox.backlog <= bound
+    assert outbox.reason == f"backlog over {bound} bytes"
