@@ -110,6 +110,11 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return False
+            if self._queue:
+                # Whoever sends also writes what the socket takes of the backlog now: left to
+                # the flusher alone (one thread, against every sender for the GIL), a reader
+                # behind could fall further behind, alone, until it was cut.
+                self._write_backlog()
             if not self._queue:
                 sent = self._send_now(data)
                 if sent < 0:
