@@ -135,7 +135,10 @@ def test_a_killed_server_ends_a_piped_client_too_while_its_input_stays_open(
     try:
         peer.expect(r"^\* guest-\d+ joined$")
         server.kill()
-        out, err = client.communicate(timeout=DEADLINE)
+        # wait(), not communicate(): communicate() closes stdin, and the client could take
+        # that EOF for the user leaving (exit 0) before it sees the server gone.
+        client.wait(timeout=DEADLINE)  # its output is a few lines: the pipes cannot fill
+        out, err = client.communicate()
     finally:
         if client.poll() is None:
             client.kill()
