@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from section_a.fanout import LATER, Fanout
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 
@@ -144,9 +145,8 @@ def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:
     waiting = [threading.Thread(target=room.say, args=(line,)) for line in (b"b\n", b"c\n")]
     for thread in waiting:
         thread.start()
-    with room.lock:
-        posted = room.fanout.posted
-    assert posted == 3  # both posted (say() posts before it waits) while pass 1 is open
+    # say() posts before it waits: both are queued while pass 1 is still held open.
+    wait_for(lambda: room.fanout.posted == 3, "b and c to be posted", WAIT)
     stuck.gate.set()
     for thread in (first, *waiting):
         thread.join(WAIT)
