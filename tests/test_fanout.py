@@ -59,6 +59,15 @@ class Room:
         self.fanout.deliver(self.post(data, exclude))
 
 
+def hold_a_pass(room: Room, stuck: Reader) -> tuple[threading.Thread, threading.Event]:
+    """Start a pass of "a", held open in `stuck`'s send until the returned gate is set."""
+    gate = stuck.gate = threading.Event()
+    first = threading.Thread(target=room.say, args=(b"a\n",))
+    first.start()
+    assert stuck.entered.wait(WAIT)  # pass 1 is under way
+    return first, gate
+
+
 def test_a_line_reaches_everyone_but_whom_it_excludes() -> None:
     alice, bob, carol = Reader(), Reader(), Reader()
     room = Room(alice, bob, carol)
@@ -119,16 +128,13 @@ def test_settle_delivers_everything_posted_before_it() -> None:
 
 def test_the_timed_job_comes_back_while_a_pass_is_under_way() -> None:
     stuck = Reader()
-    stuck.gate = threading.Event()
     room = Room(stuck)
-    first = threading.Thread(target=room.say, args=(b"a\n",))
-    first.start()
-    assert stuck.entered.wait(WAIT)
+    first, gate = hold_a_pass(room, stuck)
     with room.lock:
         room.fanout.post_later(b"bob left\n")
     room.run_later()  # a pass is under way: it schedules itself again, it does not wait
     assert [delay for delay, _ in room.jobs] == [LATER]
-    stuck.gate.set()
+    gate.set()
     first.join(WAIT)
     room.run_later()
     assert stuck.got == [b"a\n", b"bob left\n"]
@@ -137,17 +143,14 @@ def test_the_timed_job_comes_back_while_a_pass_is_under_way() -> None:
 def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:
     """The group commit: one send per reader for every line that gathered meanwhile."""
     stuck, reader = Reader(), Reader()
-    stuck.gate = threading.Event()
     room = Room(stuck, reader)
-    first = threading.Thread(target=room.say, args=(b"a\n",))
-    first.start()
-    assert stuck.entered.wait(WAIT)  # pass 1 is under way, held up in stuck's send
+    first, gate = hold_a_pass(room, stuck)
     waiting = [threading.Thread(target=room.say, args=(line,)) for line in (b"b\n", b"c\n")]
     for thread in waiting:
         thread.start()
     # say() posts before it waits: both are queued while pass 1 is still held open.
     wait_for(lambda: room.fanout.posted == 3, "b and c to be posted", WAIT)
-    stuck.gate.set()
+    gate.set()
     for thread in (first, *waiting):
         thread.join(WAIT)
         assert not thread.is_alive()
@@ -168,11 +171,8 @@ def test_a_pass_carries_at_most_max_bytes_and_always_one_entry() -> None:
 
 def test_deliver_returns_only_once_its_line_is_handed_over() -> None:
     stuck, reader = Reader(), Reader()
-    stuck.gate = threading.Event()
     room = Room(stuck, reader)
-    first = threading.Thread(target=room.say, args=(b"a\n",))
-    first.start()
-    assert stuck.entered.wait(WAIT)
+    first, gate = hold_a_pass(room, stuck)
     returned = threading.Event()
 
     def second() -> None:
@@ -182,7 +182,7 @@ def test_deliver_returns_only_once_its_line_is_handed_over() -> None:
     other = threading.Thread(target=second)
     other.start()
     assert not returned.wait(0.2)  # pass 1 is held, so b cannot have gone out yet
-    stuck.gate.set()
+    gate.set()
     assert returned.wait(WAIT)
     assert reader.got[-1].endswith(b"b\n")
     first.join(WAIT)

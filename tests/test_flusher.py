@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,14 +12,6 @@ from section_a.outbox import Flusher
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(10)]
 
 WAIT = 5.0  # seconds: a deadline, never a pause
-
-
-@pytest.fixture
-def flusher() -> Iterator[Flusher]:
-    flusher = Flusher()
-    flusher.start()
-    yield flusher
-    flusher.stop(WAIT)
 
 
 def test_jobs_run_in_the_flusher_thread_in_the_order_they_fall_due(flusher: Flusher) -> None:

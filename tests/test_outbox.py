@@ -19,14 +19,6 @@ LINE = b"x" * 99 + b"\n"
 
 
 @pytest.fixture
-def flusher() -> Iterator[Flusher]:
-    flusher = Flusher()
-    flusher.start()
-    yield flusher
-    flusher.stop(5.0)
-
-
-@pytest.fixture
 def stuck_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     """(server end, client end) of a loopback TCP connection; the client never reads."""
     with socket.create_server(("127.0.0.1", 0)) as listener:
