@@ -90,7 +90,7 @@ class Fanout:
         self._posted = 0  # the number of the last entry posted
         self._delivered = 0  # every entry up to this number has been handed to its readers
         self._delivering = False
-        self.passes = 0  # how many passes were made, for tests and the debug log
+        self.passes = 0  # how many passes were made (the tests count them)
 
     @property
     def posted(self) -> int:
@@ -106,9 +106,13 @@ class Fanout:
         """Queue `data` with nobody to wait for it: out within LATER s. Call with the lock held."""
         number = self.post(data, exclude)
         if not self._due:
-            self._due = True
-            self._later(LATER, self._deliver_due)
+            self._schedule_due()
         return number
+
+    def _schedule_due(self) -> None:
+        # Called with the lock held: the flusher delivers what waits, LATER from now.
+        self._due = True
+        self._later(LATER, self._deliver_due)
 
     def settle(self) -> None:
         """Return once everything posted so far is delivered. Call without the lock."""
@@ -121,8 +125,7 @@ class Fanout:
         with self._ready:
             self._due = False
             if self._delivering:  # that thread stops at its own entry: look again shortly
-                self._due = True
-                self._later(LATER, self._deliver_due)
+                self._schedule_due()
                 return
         self.settle()
 

@@ -125,13 +125,15 @@ class Outbox:
                 self._flusher.arm(self)
             self._queue.append(data)
             self._size += len(data)
-            if self._size > self.limit and self._cut_if_over():
+            if self._cut_if_over():
                 return False
             self._track_lag()
             return True
 
     def _cut_if_over(self) -> bool:
-        # Called with the lock held, past the limit: cut a stuck reader, or anyone past 4x.
+        # Called with the lock held: past the limit, cut a stuck reader, or anyone past 4x.
+        if self._size <= self.limit:
+            return False
         stalled = self._stalled_windows >= STUCK_WINDOWS
         slow = self._flow.congested or not stalled or self._taken >= self._flow.low_mark
         bound = self.limit * SLOW_LIMIT_FACTOR if slow else self.limit
@@ -158,10 +160,13 @@ class Outbox:
             stalled = progress < self._flow.low_mark
             self._stalled_windows = self._stalled_windows + 1 if stalled else 0
             self._taken, self._kernel_queue_at_window = 0, queue
-            if self._size > self.limit and self._cut_if_over():
-                return
-            self._check_due = True
-            self._flusher.call_later(STUCK_AFTER, self._check_stuck)
+            if not self._cut_if_over():
+                self._schedule_check()
+
+    def _schedule_check(self) -> None:
+        # Called with the lock held: close the current window STUCK_AFTER from now.
+        self._check_due = True
+        self._flusher.call_later(STUCK_AFTER, self._check_stuck)
 
     def flush(self) -> None:
         """Write as much of the backlog as the socket takes now; ask the flusher for the rest."""
@@ -223,8 +228,7 @@ class Outbox:
             self._kernel_queue_at_window = self._kernel_queue()
             self._flow.started_lagging()
             if not self._check_due:
-                self._check_due = True
-                self._flusher.call_later(STUCK_AFTER, self._check_stuck)
+                self._schedule_check()
         elif self._lagging and self._size <= self._flow.low_mark:
             self._lagging = False
             self._flow.stopped_lagging()
