@@ -23,6 +23,19 @@ resumed must not be left to fall further behind, pause after pause. One stuck re
 in a large room) never congests the room; a quarter of the room lagging together is
 not one slow reader but a room that writes faster than it reads.
 
+One more thing keeps a congested room paused: a member that *holds* it, one whose
+backlog is past ``--sendq`` and that is still reading (it took at least the low mark
+in the current window of the outbox's stuck check, or in the last whole one). In a
+room that lags as a whole, its readers do not all read equally fast: the kernel may
+give one connection a smaller receive window than the others (seen at full size, in
+about one run in thirty: one reader's receive queue stayed under about 100 KiB while
+the others' held 300-700 KiB, and it read more slowly than they did). Resuming
+the senders as soon as the others had drained would leave that one further behind,
+pause after pause, until it was cut: a healthy reader, losing lines. Holding never
+congests a room by itself, so a reader that lags alone in a room that keeps up still
+slows nobody; and a reader that has stopped holds nothing (it takes nothing), so it
+is cut as before.
+
 Why these values, with the default 1 MiB ``--sendq``: the high mark is a quarter
 of it, so a healthy reader in a lagging room is paused long before it could be cut,
 with room for the lines already on their way when the pause starts: each sender
@@ -79,6 +92,7 @@ class FlowControl:
         self._cond = threading.Condition(threading.Lock())
         self._members = 0
         self._lagging = 0
+        self._holding = 0  # members past --sendq that still read: a congested room waits
         self._episode = 0  # counts the episodes of congestion: a sender waits once in each
         self._congested = False
         self._calm = True  # nobody has lagged since the last episode of congestion
@@ -92,6 +106,10 @@ class FlowControl:
     def lagging(self) -> int:
         return self._lagging
 
+    @property
+    def holding(self) -> int:
+        return self._holding
+
     def _threshold(self) -> int:
         return max(self.min_lagging, math.ceil(self.lagging_share * self._members))
 
@@ -101,11 +119,13 @@ class FlowControl:
         # stays so until at most one member lags (that one may lag alone).
         # Until the room is calm again (nobody lags), a member still lagging after a pause
         # is not left to fall further behind alone: one more laggard congests the room.
+        # A congested room also stays so while a member past --sendq still reads (holds it).
         if self._lagging == 0:
             self._calm = True
         calm_room = self._threshold() if self._calm else self.min_lagging
         limit = self.min_lagging if self._congested else calm_room
-        congested = not self._closed and self._lagging >= limit
+        held = self._congested and self._holding > 0
+        congested = not self._closed and (self._lagging >= limit or held)
         if congested and not self._congested:
             self._episode += 1
             self._calm = False
@@ -116,7 +136,10 @@ class FlowControl:
             )
         elif self._congested and not congested:
             logger.debug(
-                "room drained: %d of %d members lag; senders resume", self._lagging, self._members
+                "room drained: %d of %d members lag, %d hold it; senders resume",
+                self._lagging,
+                self._members,
+                self._holding,
             )
             self._cond.notify_all()
         self._congested = congested
@@ -141,6 +164,17 @@ class FlowControl:
     def stopped_lagging(self) -> None:
         with self._cond:
             self._lagging -= 1
+            self._update()
+
+    def started_holding(self) -> None:
+        with self._cond:
+            self._holding += 1
+            logger.debug("a reader past the limit still reads: a congested room waits for it")
+            self._update()
+
+    def stopped_holding(self) -> None:
+        with self._cond:
+            self._holding -= 1
             self._update()
 
     def wait_for_room(self, waited_episode: int = 0) -> int:

@@ -19,7 +19,8 @@ descriptor limit. One extra thread for the whole server is cheaper.
 The backlog is bounded: past `limit` bytes the outbox gives up on its reader,
 closes and shuts its socket down, which wakes the reader's thread to leave.
 Crossing the flow control's marks is reported, so the room can tell a reader that
-lags alone from a room that lags as a whole (see flow.py).
+lags alone from a room that lags as a whole (see flow.py); so is a reader past the
+limit that still reads, which a congested room waits for.
 """
 
 from __future__ import annotations
@@ -99,6 +100,8 @@ class Outbox:
         self._taken = 0  # bytes the socket took from the backlog in this window
         self._kernel_queue_at_window = 0  # what the kernel had still to send when it began
         self._stalled_windows = 0  # whole windows in a row, up to the last, with no progress
+        self._progressed = False  # the last whole window saw progress
+        self._holding = False  # past the limit, still reading: told to the flow control
         self._check_due = False  # a _check_stuck is scheduled
 
     @property
@@ -159,8 +162,10 @@ class Outbox:
             progress = self._taken + max(0, self._kernel_queue_at_window - queue)
             stalled = progress < self._flow.low_mark
             self._stalled_windows = self._stalled_windows + 1 if stalled else 0
+            self._progressed = not stalled
             self._taken, self._kernel_queue_at_window = 0, queue
             if not self._cut_if_over():
+                self._track_lag()
                 self._schedule_check()
 
     def _schedule_check(self) -> None:
@@ -225,6 +230,7 @@ class Outbox:
         if not self._lagging and self._size > self._flow.high_mark:
             self._lagging = True
             self._taken, self._stalled_windows = 0, 0  # no whole window seen yet
+            self._progressed = False
             self._kernel_queue_at_window = self._kernel_queue()
             self._flow.started_lagging()
             if not self._check_due:
@@ -232,6 +238,13 @@ class Outbox:
         elif self._lagging and self._size <= self._flow.low_mark:
             self._lagging = False
             self._flow.stopped_lagging()
+        # Past the limit but reading (in this window, or the last whole one): it holds a
+        # congested room (flow.py). A reader that stopped takes nothing, and holds nothing.
+        reading = self._progressed or self._taken >= self._flow.low_mark
+        holding = self._size > self.limit and reading
+        if holding != self._holding:
+            self._holding = holding
+            (self._flow.started_holding if holding else self._flow.stopped_holding)()
 
     def close(self) -> bool:
         """Stop sending for good; returns the lag state to hand back to flow control."""
@@ -250,6 +263,9 @@ class Outbox:
         if self._lagging:  # a closed outbox lags no more: its thread may take a while to leave
             self._lagging = False
             self._flow.stopped_lagging()
+        if self._holding:
+            self._holding = False
+            self._flow.stopped_holding()
         self._flusher.forget(self)
         if shut:
             shut_down(self.sock)

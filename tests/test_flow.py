@@ -204,3 +204,48 @@ def test_until_the_room_is_calm_one_more_laggard_congests_it_again() -> None:
     flow.started_lagging()
     flow.started_lagging()
     assert not flow.congested
+
+
+def congested_room_with_one_laggard_left() -> FlowControl:
+    """40 members: 10 lagged (the room paused), 9 have caught up; one still lags."""
+    flow = room_of(40)
+    for _ in range(10):
+        flow.started_lagging()
+    assert flow.congested
+    return flow
+
+
+def test_a_reader_past_sendq_that_still_reads_keeps_a_congested_room_paused() -> None:
+    flow = congested_room_with_one_laggard_left()
+    flow.started_holding()  # the one left behind is past --sendq, and reading
+    for _ in range(9):
+        flow.stopped_lagging()
+    assert flow.congested, "resumed, leaving a reader that still reads to be cut"
+    sender = Sender(flow, episode=0)
+    sender.start()
+    sender.started_waiting.wait(5)
+    flow.stopped_holding()  # back under --sendq: the senders resume
+    assert not flow.congested
+    sender.join(5)
+    assert sender.returned == 0, "the paused sender did not resume"
+
+
+def test_holding_never_congests_a_room_by_itself() -> None:
+    """A reader past --sendq in a room that keeps up lags alone: it slows nobody."""
+    flow = room_of(40)
+    flow.started_lagging()
+    flow.started_holding()
+    assert not flow.congested
+    flow.started_lagging()  # not a quarter of the room either
+    assert not flow.congested
+
+
+def test_closing_releases_a_room_that_is_held() -> None:
+    flow = congested_room_with_one_laggard_left()
+    flow.started_holding()
+    sender = Sender(flow, episode=0)
+    sender.start()
+    sender.started_waiting.wait(5)
+    flow.close()
+    sender.join(5)
+    assert not sender.is_alive() and not flow.congested

@@ -1,4 +1,4 @@
-"""An outbox over a real TCP connection whose reader never reads (section_a/outbox.py)."""
+"""An outbox over a real TCP connection whose reader never reads, or reads slowly (outbox.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from section_a.flow import FlowControl
 from section_a.outbox import SLOW_LIMIT_FACTOR, STUCK_AFTER, STUCK_WINDOWS, Flusher, Outbox
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 
@@ -51,6 +52,7 @@ def test_a_reader_that_stops_is_cut_once_stuck_in_a_quiet_room(
     ticks = threading.Event()
     while outbox.send(LINE):  # a quiet room: a line every 50 ms
         assert time.monotonic() < deadline, "the stuck reader was not cut"
+        assert flow.holding == 0, "a reader that reads nothing held the room"
         ticks.wait(0.05)
     assert time.monotonic() - crossed >= STUCK_AFTER * STUCK_WINDOWS * 0.9
     assert outbox.reason == f"backlog over {SENDQ} bytes"
@@ -67,3 +69,36 @@ def test_past_four_times_the_limit_anyone_is_cut_at_once(
     while outbox.send(LINE):
         assert outbox.backlog <= bound
     assert outbox.reason == f"backlog over {bound} bytes"
+
+
+def test_a_reader_past_the_limit_that_still_reads_holds_the_room_until_back_under(
+    flusher: Flusher, stuck_pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """The same connection, but its client reads (slowly): past --sendq it holds the room;
+    once it has read its way back under, it holds it no more."""
+    server, client = stuck_pair
+    flow = FlowControl(SENDQ)
+    flow.member_joined()
+    outbox = Outbox(server, SENDQ, flusher, flow)
+    fill_past(outbox, SENDQ * 2)
+    stop = threading.Event()
+
+    def read_slowly() -> None:  # 4 KiB every 5 ms; never blocks, so that it can be stopped
+        while not stop.wait(0.005):
+            try:
+                client.recv(4096, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                pass
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: flow.holding == 1, "the reader to hold the room", timeout=10)
+        wait_for(lambda: outbox.backlog <= SENDQ, "the reader to read its way back under")
+        outbox.flush()  # what the flusher does as the socket drains: the state is told
+        assert flow.holding == 0
+        assert not outbox.closed
+    finally:
+        stop.set()
+        reader.join(5)
+        outbox.close()  # as its owner does before closing the socket: the flusher forgets it
