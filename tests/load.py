@@ -58,6 +58,12 @@ TIMEOUT = 30.0  # seconds: the default deadline of every wait
 DRAIN = 5.0  # seconds steady() waits for the last lines once its senders stop
 QUIET = 10.0  # seconds without a load line after which a fan-out is over (longer than a pause)
 RECENT = 16  # lines of the server's own that a client keeps, for assertions and messages
+# The receive buffer of readers that must all read equally fast (the congestion tests). Left to
+# autotune, Linux now and then keeps one connection's window small (its receive queue stayed
+# under ~100 KiB while the others' held 300-700 KiB; about 1 run in 15 at full size, counting
+# mode): that client then reads more slowly than the rest, a reader that lags alone, which the
+# room rightly cuts. A fixed buffer, set before connect, gives every reader the same window.
+READER_RCVBUF = 1024 * 1024
 
 # Threads a server has besides its one thread per client.
 SERVER_THREADS = {

@@ -7,7 +7,9 @@ full size with STRESS=full (tests/load.py, SIZES). Delivery rates and latencies 
 printed: run with -s or -rA to see them.
 
 The congestion tests use the default --sendq (1 MiB) on purpose: at the default
-limit, readers that keep reading must never be cut, however busy the room.
+limit, readers that keep reading must never be cut, however busy the room. Their
+readers have a fixed receive buffer (load.READER_RCVBUF says why), so that they
+all read equally fast.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import pytest
 from tests.conftest import StartServer
 from tests.load import (
     LINE_SIZE,
+    READER_RCVBUF,
     SERVER_THREADS,
     SIZES,
     Delivery,
@@ -192,7 +195,7 @@ def test_a_room_that_lags_as_a_whole_slows_its_senders_and_loses_nothing(
     rates: list[float] = []
     for run in range(1, SIZES.congestion_runs + 1):
         with Swarm(server.address) as swarm:
-            members = swarm.connect(clients)
+            members = swarm.connect(clients, rcvbuf=READER_RCVBUF)
             swarm.sync()
             # Counting only: the readers read as fast as this process can.
             delivery = swarm.fan_out(members, lines, verify=False, timeout=SIZES.timeout)
@@ -220,7 +223,7 @@ def test_a_reader_that_lags_alone_is_cut_and_the_others_lose_nothing(
     for run in range(1, SIZES.stuck_runs + 1):
         stuck = stuck_reader(server.address)
         with Swarm(server.address) as swarm:
-            members = swarm.connect(clients)
+            members = swarm.connect(clients, rcvbuf=READER_RCVBUF)
             swarm.sync()
             assert swarm.who(members[0]) == clients + 1
             delivery = swarm.fan_out(members, lines, timeout=SIZES.timeout)
