@@ -339,13 +339,15 @@ class Flusher:
     def _run(self) -> None:
         while True:
             with self._lock:
+                # Looked at before every wait, not only when woken: stop() and call_later()
+                # wake the thread through the same eventfd, and one read takes both wakes.
+                if self._stopping:
+                    return
                 due = self._timers[0][0] if self._timers else None
             timeout = -1.0 if due is None else max(0.0, due - time.monotonic())
             for fd, _ in self._epoll.poll(timeout):
                 if fd == self._wake:
-                    if self._stopping:
-                        return
-                    os.eventfd_read(self._wake)  # a timer was added: wait again, shorter
+                    os.eventfd_read(self._wake)  # stopping, or a timer was added: look again
                     continue
                 with self._lock:
                     outbox = self._outboxes.get(fd)
@@ -374,5 +376,8 @@ class Flusher:
             os.eventfd_write(self._wake, 1)
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.error("flusher: still running after stop(); its descriptors are left open")
+            return  # closing them under it would turn its next wait into an error
         self._epoll.close()
         os.close(self._wake)

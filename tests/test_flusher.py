@@ -55,3 +55,26 @@ def test_stop_drops_the_jobs_not_yet_due() -> None:
     assert time.monotonic() - started < WAIT  # it did not wait for the job
     flusher.call_later(0.0, ran.set)  # after stop: ignored
     assert not ran.is_set()
+
+
+def test_stop_ends_the_thread_even_while_timers_are_being_added() -> None:
+    """stop() wakes the thread through the same eventfd as call_later: a timer's wake and
+    stop's, read together, must not leave the thread asleep in epoll. Before the fix, one
+    run in two or three of this test left a thread running, and the server then logged a
+    traceback at exit (its next wait was on the closed epoll)."""
+    for _ in range(1000):
+        flusher = Flusher()
+        flusher.start()
+        adding = threading.Event()
+
+        def add_timers(flusher: Flusher = flusher, adding: threading.Event = adding) -> None:
+            adding.set()
+            for _ in range(200):
+                flusher.call_later(60.0, lambda: None)  # never due: only the wakes matter
+
+        adder = threading.Thread(target=add_timers)
+        adder.start()
+        adding.wait(WAIT)
+        flusher.stop(WAIT)
+        adder.join(WAIT)
+        assert not flusher._thread.is_alive(), "stop() left the flusher thread running"
