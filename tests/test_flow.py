@@ -206,8 +206,8 @@ def test_until_the_room_is_calm_one_more_laggard_congests_it_again() -> None:
     assert not flow.congested
 
 
-def congested_room_with_one_laggard_left() -> FlowControl:
-    """40 members: 10 lagged (the room paused), 9 have caught up; one still lags."""
+def congested_room_of_forty() -> FlowControl:
+    """40 members, 10 of them lagging: a quarter, so the room is congested."""
     flow = room_of(40)
     for _ in range(10):
         flow.started_lagging()
@@ -216,9 +216,9 @@ def congested_room_with_one_laggard_left() -> FlowControl:
 
 
 def test_a_reader_past_sendq_that_still_reads_keeps_a_congested_room_paused() -> None:
-    flow = congested_room_with_one_laggard_left()
-    flow.started_holding()  # the one left behind is past --sendq, and reading
-    for _ in range(9):
+    flow = congested_room_of_forty()
+    flow.started_holding()  # one laggard is past --sendq, and reading
+    for _ in range(9):  # the other nine catch up: it is left lagging alone
         flow.stopped_lagging()
     assert flow.congested, "resumed, leaving a reader that still reads to be cut"
     sender = Sender(flow, episode=0)
@@ -241,7 +241,7 @@ def test_holding_never_congests_a_room_by_itself() -> None:
 
 
 def test_closing_releases_a_room_that_is_held() -> None:
-    flow = congested_room_with_one_laggard_left()
+    flow = congested_room_of_forty()
     flow.started_holding()
     sender = Sender(flow, episode=0)
     sender.start()
