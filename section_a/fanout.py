@@ -42,6 +42,12 @@ its own line back, a newcomer not its own "joined").
 The lock is the room's, so that a member's joining or leaving and the notice
 that says so take their place in the queue together. It is never held across a
 send: sends go to each member's `Outbox`, which never blocks (see outbox.py).
+
+Who waits is woken one by one, not all at once: a pass wakes the posters it
+served, and hands the next pass to the one that has waited longest. (With a
+condition's notify_all, every waiter woke and went after the room's lock at
+the same moment, and all but one went back to sleep: in a churn of short
+connections that was nearly half of all the waits for the room's lock.)
 """
 
 from __future__ import annotations
@@ -81,7 +87,10 @@ class Fanout:
         max_bytes: int,
         later: Later,
     ) -> None:
-        self._ready = threading.Condition(lock)
+        self._lock = lock
+        # Posters waiting for a pass under way: the entry each waits for, oldest first,
+        # and a lock, held until a pass wakes that poster (see _wake_after_pass).
+        self._waiting: list[tuple[int, threading.Lock]] = []
         self._members = members  # called with the lock held, at the start of a pass
         self.max_bytes = max_bytes  # what one pass carries at most (always one entry)
         self._later = later
@@ -95,6 +104,11 @@ class Fanout:
     @property
     def posted(self) -> int:
         return self._posted
+
+    @property
+    def waiting(self) -> int:
+        """How many posters wait for a pass under way."""
+        return len(self._waiting)
 
     def post(self, data: bytes, exclude: object = None) -> int:
         """Queue `data` for the room; returns its number. Call with the lock held."""
@@ -116,13 +130,13 @@ class Fanout:
 
     def settle(self) -> None:
         """Return once everything posted so far is delivered. Call without the lock."""
-        with self._ready:
+        with self._lock:
             number = self._posted
         self.deliver(number)
 
     def _deliver_due(self) -> None:
         # Run by the flusher's thread, LATER seconds after something was posted for later.
-        with self._ready:
+        with self._lock:
             self._due = False
             if self._delivering:  # that thread stops at its own entry: look again shortly
                 self._schedule_due()
@@ -135,23 +149,46 @@ class Fanout:
         Call without the lock. Waits only for passes in progress and the entries ahead
         of its own, and no pass blocks.
         """
-        with self._ready:
+        with self._lock:
             while self._delivered < number:
                 if self._delivering:
-                    self._ready.wait()
+                    self._wait_for_a_pass(number)
                     continue
                 self._delivering = True
                 batch = self._take()
                 members = self._members()
-                self._ready.release()  # the pass itself runs without the lock
+                self._lock.release()  # the pass itself runs without the lock
                 try:
                     self._pass(batch, members)
                 finally:
-                    self._ready.acquire()
+                    self._lock.acquire()
                     self._delivered = batch[-1].number
                     self._delivering = False
                     self.passes += 1
-                    self._ready.notify_all()
+                    self._wake_after_pass()
+
+    def _wait_for_a_pass(self, number: int) -> None:
+        # Called with the lock held; returns with it held, once a pass has woken us.
+        woken = threading.Lock()
+        woken.acquire()
+        self._waiting.append((number, woken))
+        self._lock.release()
+        try:
+            woken.acquire()  # released by the pass that served us, or handed us the next
+        finally:
+            self._lock.acquire()
+
+    def _wake_after_pass(self) -> None:
+        # Called with the lock held, as a pass ends: wake the posters whose entries are
+        # out, and the one that has waited longest of the rest, to deliver what gathered.
+        waiting, self._waiting = self._waiting, []
+        for number, woken in waiting:
+            if number <= self._delivered:
+                woken.release()
+            else:
+                self._waiting.append((number, woken))
+        if self._waiting:  # (if this thread goes on to deliver its own, that one waits again)
+            self._waiting.pop(0)[1].release()
 
     def _take(self) -> list[Entry]:
         # The oldest entries, up to max_bytes (at least one): the next pass.

@@ -159,6 +159,41 @@ def test_lines_posted_during_a_pass_all_go_in_the_next_one() -> None:
     assert stuck.got == reader.got
 
 
+def test_the_poster_that_waited_longest_delivers_the_next_pass() -> None:
+    """A pass wakes the posters it served and hands the next pass to the oldest one left,
+    not to whichever of them all wakes first."""
+
+    class Witness(Reader):
+        def __init__(self) -> None:
+            super().__init__()
+            self.senders: list[str] = []  # the thread that made each send
+
+        def send(self, data: bytes) -> bool:
+            self.senders.append(threading.current_thread().name)
+            return super().send(data)
+
+    stuck, witness = Reader(), Witness()
+    room = Room(stuck, witness)
+    first, gate = hold_a_pass(room, stuck)
+    posters: list[threading.Thread] = []
+
+    def all_posters_wait() -> bool:
+        return room.fanout.waiting == len(posters)
+
+    for line in (b"b\n", b"c\n", b"d\n"):
+        poster = threading.Thread(target=room.say, args=(line,), name=f"poster-{line[:1].decode()}")
+        poster.start()
+        posters.append(poster)
+        wait_for(all_posters_wait, f"{poster.name} to wait", WAIT)  # so they wait in this order
+    gate.set()
+    for thread in (first, *posters):
+        thread.join(WAIT)
+        assert not thread.is_alive()
+    assert witness.got == [b"a\n", b"b\nc\nd\n"]
+    assert witness.senders == [first.name, "poster-b"]
+    assert room.fanout.waiting == 0
+
+
 def test_a_pass_carries_at_most_max_bytes_and_always_one_entry() -> None:
     reader = Reader()
     room = Room(reader)  # max_bytes=1024
