@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = cli.parse_args("Stage A chat server: one thread per connected client.", argv)
     stop = cli.SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
     cli.raise_fd_limit()
-    cli.prepare_threads()
+    cli.prepare_threads(one_cpu=not args.any_cpu)
     try:
         listener = cli.listen(args.host, args.port)
     except OSError as exc:

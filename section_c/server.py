@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def serve(args: argparse.Namespace) -> int:
     cli.raise_fd_limit()
-    cli.prepare_threads()
+    cli.prepare_threads(one_cpu=not args.any_cpu)
     try:
         listener = cli.listen(args.host, args.port)
     except OSError as exc:

@@ -232,6 +232,37 @@ def test_thread_count_follows_the_clients_as_they_come_and_go(
     wait_for_threads(server, base)
 
 
+def allowed_cpus(pid: int) -> dict[str, set[int]]:
+    """The CPUs each thread of `pid` may run on, by thread id, as the kernel says."""
+    allowed = {}
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            allowed[task] = os.sched_getaffinity(int(task))
+        except OSError:
+            pass  # the thread ended meanwhile
+    return allowed
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux and two CPUs",
+)
+@pytest.mark.parametrize("any_cpu", [False, True], ids=["default", "--any-cpu"])
+def test_every_thread_shares_one_cpu_unless_told_any(
+    start_server: StartServer, join: Join, any_cpu: bool
+) -> None:
+    server = start_server(*(["--any-cpu"] if any_cpu else []))
+    join(server, 3)  # client threads too, started after the server settled its CPUs
+    wait_for_threads(server, base_threads(server) + 3)
+    allowed = allowed_cpus(server.pid)
+    assert len(allowed) == base_threads(server) + 3
+    if any_cpu:
+        assert all(cpus == os.sched_getaffinity(0) for cpus in allowed.values()), allowed
+    else:
+        assert len(set(map(frozenset, allowed.values()))) == 1, allowed  # the same CPU ...
+        assert all(len(cpus) == 1 for cpus in allowed.values()), allowed  # ... and only it
+
+
 def test_a_refused_newcomer_leaves_no_thread_behind(start_server: StartServer, join: Join) -> None:
     server = start_server("--max-clients", "1")
     join(server, 1)
