@@ -152,10 +152,10 @@ def prepare_threads(one_cpu: bool = True) -> None:
 # medians of 3 runs, one CPU against any): connections coming and going 50 at a time, 18
 # context switches per connection -> 3.5, server CPU per connection 750 -> 440 us, 1,440 ->
 # 2,170 connections a second; 1,000 clients, 20 of them sending, CPU per delivered line
-# 13.8 -> 12.6 us, p99 latency 22 -> 21 ms. The price: the kernel's work for the server's
-# sockets runs on that CPU too, so the server never uses more than one (its Python code
-# could not anyway), and the kernel cannot move it to a less busy CPU later. --any-cpu
-# lifts it, for a machine where that matters more.
+# 13.8 -> 12.6 us, p99 latency 22 -> 21 ms. The price: the kernel's work inside the server's
+# system calls runs on that CPU too, so the server never uses more than one (its Python code
+# could only use one at a time anyway), and the kernel cannot move it to a less busy CPU
+# later. --any-cpu lifts it, for a machine where that matters more.
 def keep_to_one_cpu() -> None:
     """Let this thread, and every thread it starts from now on, run only on its current CPU."""
     if not hasattr(os, "sched_setaffinity"):  # Linux has it; other systems decide themselves
@@ -164,10 +164,13 @@ def keep_to_one_cpu() -> None:
     if len(allowed) < 2:
         return
     cpu = current_cpu()
+    cpu = cpu if cpu in allowed else min(allowed)
     try:
-        os.sched_setaffinity(0, {cpu if cpu in allowed else min(allowed)})
+        os.sched_setaffinity(0, {cpu})
     except OSError as exc:  # a container's cpuset can forbid it: the server runs anyway
         logger.warning("cannot keep the threads to one CPU: %s", exc)
+    else:
+        logger.info("threads kept to CPU %d of %d (--any-cpu: all)", cpu, len(allowed))
 
 
 def current_cpu() -> int:
