@@ -377,6 +377,38 @@ def test_stop_twice_and_from_two_threads_at_once_is_harmless(
     assert proactor.stop() == []
 
 
+def pour_connections(address: Address, pouring: threading.Event, done: threading.Event) -> None:
+    """Connect, send a byte, close, again and again, until `done` or refused."""
+    while not done.is_set():
+        try:
+            with socket.create_connection(address[:2], timeout=DEADLINE) as client:
+                pouring.set()
+                client.sendall(b"x")
+        except OSError:
+            return  # refused: the listener is closed
+
+
+@pytest.mark.timeout(30)
+def test_stop_while_connections_pour_in_joins_every_thread_it_started(serve: Serve) -> None:
+    """stop() lands at any point of accepting: before, during or after a thread's start."""
+    for _ in range(20):
+        proactor, address = serve(echo)
+        pouring, done = threading.Event(), threading.Event()
+        clients = [
+            threading.Thread(target=pour_connections, args=(address, pouring, done))
+            for _ in range(4)
+        ]
+        for client in clients:
+            client.start()
+        assert pouring.wait(DEADLINE)
+        assert proactor.stop() == []
+        done.set()
+        for client in clients:
+            client.join(DEADLINE)
+        assert proactor.threads() == []
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("conn-")]
+
+
 def test_connect_after_stop_is_refused(serve: Serve) -> None:
     proactor, address = serve(echo)
     assert proactor.stop() == []
