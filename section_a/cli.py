@@ -67,7 +67,7 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         "--any-cpu",
         action="store_true",
         help="let the server's threads run on every CPU it may use; by default they share "
-        "one, which saves CPU time (see cli.py: the GIL's hand-offs between CPUs)",
+        "one, which spares the GIL's hand-offs between CPUs (README: Performance)",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
