@@ -8,6 +8,7 @@ the two take the same options and behave the same from the outside.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import resource
@@ -17,15 +18,19 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any, Protocol, TypeAlias
 
-from section_a import protocol, room
+from section_a import protocol, room, session
 
 logger = logging.getLogger("chat")
+
+Handler: TypeAlias = Callable[[socket.socket, Any], None]  # serves one connection
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9034
 STOP_TIMEOUT = 1.5  # seconds to end every thread; the process exits within 2 s of a signal
 STACK_SIZE = 256 * 1024  # bytes of stack per client thread: a client thread needs little
+RECVQ = 1024 * 1024  # bytes of a client's lines that --rate may hold back
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +55,8 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         "--sendq",
         type=positive,
         default=room.SENDQ,
-        help="bytes waiting for a client that reads too slowly before it is disconnected",
+        help="bytes waiting for a client before the room waits for it (a client that stops "
+        "reading is then disconnected)",
     )
     parser.add_argument(
         "--rate",
@@ -58,16 +64,16 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         default=0.0,
         metavar="LINES/S",
         help="flood control: lines a second each client may send (over it, its lines wait; "
-        "past --sendq bytes waiting, it is disconnected); 0: off",
+        "past --recvq bytes waiting, it is disconnected); 0: off",
+    )
+    parser.add_argument(
+        "--recvq",
+        type=positive,
+        default=RECVQ,
+        help="with --rate: bytes of a client's lines that may wait for their turn",
     )
     parser.add_argument(
         "--burst", type=positive, default=10, help="with --rate: lines a client may send at once"
-    )
-    parser.add_argument(
-        "--any-cpu",
-        action="store_true",
-        help="let the server's threads run on every CPU it may use; by default they share "
-        "one, which spares the GIL's hand-offs between CPUs (README: Performance)",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -94,14 +100,10 @@ def positive(text: str) -> int:
     return value
 
 
-def make_room(args: argparse.Namespace) -> room.ChatRoom:
-    return room.ChatRoom(
-        max_clients=args.max_clients,
-        sendq=args.sendq,
-        max_line=args.max_line,
-        rate=args.rate,
-        burst=args.burst,
-    )
+def make_room(args: argparse.Namespace) -> tuple[room.ChatRoom, session.Limits]:
+    """The room the options describe, and the limits of every client's input."""
+    limits = session.Limits(args.max_line, args.rate, args.burst, args.recvq)
+    return room.ChatRoom(max_clients=args.max_clients, sendq=args.sendq), limits
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -130,57 +132,9 @@ def raise_fd_limit() -> None:
         logger.info("raised the open-file limit from %d to %d", soft, hard)
 
 
-def prepare_threads(one_cpu: bool = True) -> None:
-    """Small stacks for client threads, and (unless told otherwise) all threads on one CPU.
-
-    Call it before any thread is started: a thread takes its stack size and the CPUs
-    it may run on from the settings of the thread that starts it.
-    """
+def prepare_threads() -> None:
+    """Small stacks for client threads: call it before any thread is started."""
     threading.stack_size(STACK_SIZE)  # the default 8 MiB is address space wasted
-    if one_cpu:
-        keep_to_one_cpu()
-
-
-# Threads on one CPU. CPython runs Python code in one thread at a time (the GIL); a thread
-# lets go of the GIL around every system call (recv, send, accept) and takes it back after.
-# Spread over several CPUs, the threads of a busy server hand the GIL back and forth between
-# CPUs: letting go of it wakes a waiting thread on another CPU, and by the time that one
-# runs, the thread that let go is often back from its system call and holds the GIL again,
-# so the woken thread sleeps again. An interrupt between CPUs and two context switches, for
-# nothing (the "convoy effect": D. Beazley, Understanding the Python GIL, 2010). On one CPU
-# a hand-off is a single context switch, when the holder blocks. Measured here (2 CPUs;
-# medians of 3 runs, one CPU against any): connections coming and going 50 at a time, 18
-# context switches per connection -> 3.5, server CPU per connection 750 -> 440 us, 1,440 ->
-# 2,170 connections a second; 1,000 clients, 20 of them sending, CPU per delivered line
-# 13.8 -> 12.6 us, p99 latency 22 -> 21 ms. The price: the kernel's work inside the server's
-# system calls runs on that CPU too, so the server never uses more than one (its Python code
-# could only use one at a time anyway), and the kernel cannot move it to a less busy CPU
-# later. --any-cpu lifts it, for a machine where that matters more.
-def keep_to_one_cpu() -> None:
-    """Let this thread, and every thread it starts from now on, run only on its current CPU."""
-    if not hasattr(os, "sched_setaffinity"):  # Linux has it; other systems decide themselves
-        return
-    allowed = os.sched_getaffinity(0)
-    if len(allowed) < 2:
-        return
-    cpu = current_cpu()
-    cpu = cpu if cpu in allowed else min(allowed)
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as exc:  # a container's cpuset can forbid it: the server runs anyway
-        logger.warning("cannot keep the threads to one CPU: %s", exc)
-    else:
-        logger.info("threads kept to CPU %d of %d (--any-cpu: all)", cpu, len(allowed))
-
-
-def current_cpu() -> int:
-    """The CPU this thread is running on now (Linux: /proc/thread-self/stat), or -1."""
-    try:
-        with open("/proc/thread-self/stat") as stat:
-            # Field 39, `processor`; counted after the command name, which may hold spaces.
-            return int(stat.read().rsplit(")", 1)[1].split()[36])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 # Signals in a threaded program. The kernel delivers a signal sent to the process to any
@@ -202,37 +156,81 @@ def signals_blocked() -> Iterator[None]:
 
 
 class SignalStop:
-    """Calls `stop` on SIGINT or SIGTERM, in the main thread, between two bytecodes.
+    """SIGINT or SIGTERM asks for the stop: `then(callback)` runs at it, `wait()` until it.
 
     The handlers are installed first thing, so that a signal that comes before the
-    server is ready neither kills it with the default action nor is lost: `then(stop)`
-    calls `stop` at once if a signal came already. `stop` runs inside a signal handler,
-    so it may only ask for the stop (set a flag, wake the main thread), and must take
-    no lock the main thread could be holding.
+    server is ready neither kills it with the default action nor is lost: `then`
+    runs its callback at once if a signal came already. A callback runs inside a
+    signal handler, in the main thread, so it may only ask for things (set a flag,
+    wake a blocked call), and must take no lock the main thread could be holding.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._stop: Callable[[], None] | None = None
+        self._callbacks: list[Callable[[], None]] = []
+        # wait() blocks reading this pipe; the handler writes a byte to it. Not an Event:
+        # setting one takes a lock, which the main thread may hold when the signal lands.
+        self._read, self._write = os.pipe()
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         logger.info("got %s; shutting down", signal.Signals(signum).name)
         self.requested = True
-        if self._stop is not None:
-            self._stop()
+        os.write(self._write, b"!")
+        for callback in self._callbacks:
+            callback()
 
-    def then(self, stop: Callable[[], None]) -> None:
-        self._stop = stop
+    def then(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
         if self.requested:
-            stop()
+            callback()
+
+    def wait(self) -> None:
+        """Block until the stop is asked for (in the main thread: it takes the signals)."""
+        os.read(self._read, 1)
 
 
-def wait_for_stop_signal() -> None:
-    """Block until SIGINT or SIGTERM (which must be blocked in every thread already)."""
-    signum = signal.sigwait(STOP_SIGNALS)
-    logger.info("got %s; shutting down", signal.Signals(signum).name)
+class ChatServer(Protocol):
+    """How a server accepts and gives each connection a thread (stage A and stage C)."""
+
+    def __init__(self, listener: socket.socket, handler: Handler) -> None: ...
+
+    def serve(self, stop: SignalStop) -> None:
+        """Accept connections and serve each with the handler until `stop` is asked for."""
+
+    def close(self, timeout: float) -> list[str]:
+        """Join every connection's thread; the names of those still alive after `timeout`."""
+
+
+def run(description: str, argv: list[str] | None, server_type: type[ChatServer]) -> int:
+    """The life of a chat server process, from its command line to its exit status.
+
+    The same for both stages: only `server_type`, how connections are accepted and
+    given threads, differs.
+    """
+    args = parse_args(description, argv)
+    stop = SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
+    raise_fd_limit()
+    prepare_threads()
+    try:
+        listener = listen(args.host, args.port)
+    except OSError as exc:
+        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+    chat, limits = make_room(args)
+    with signals_blocked():  # the flusher, like every thread but this one, leaves them to us
+        chat.start()
+    server = server_type(listener, functools.partial(session.serve_client, chat, limits))
+    announce(listener)
+    server.serve(stop)  # until SIGINT or SIGTERM
+    chat.close()  # tell everyone, and wake every client's thread to leave
+    stuck = server.close(STOP_TIMEOUT)
+    chat.stop(STOP_TIMEOUT)
+    if stuck:
+        logger.error("threads still running at exit: %s", ", ".join(stuck))
+        os._exit(1)  # do not wait for them forever
+    logger.info("stopped; %d thread left", threading.active_count())
+    return 0
 
 
 def fail(message: str) -> int:

@@ -1,35 +1,48 @@
 """The chat room: who is connected, under which name, and how lines reach them.
 
-The room is shared by every client thread, so it is the one place with shared
-state, and it keeps its lock short: the lock guards the member list and the
-names, and is never held across a send. A broadcast iterates over a snapshot of
-the members (a tuple, replaced on every join and leave) and hands the bytes to
-each member's `Outbox`, which never blocks (see outbox.py). So a reader that
-stops reading costs the others nothing: its own backlog grows until the room
-cuts it, while everyone else goes on.
+Everything the room sends goes out under its one lock, written by the thread that
+produced it: a line said by alice is written by alice's thread to every other
+member's `Outbox` in turn, a join notice by the joining client's thread. So every
+member hears the room in the same order, a reply (`/who`) comes after everything
+the room was told before it, and no line is handed from thread to thread. A write
+never blocks (outbox.py): what a socket does not take waits in its backlog.
 
-When the whole room lags, the senders are slowed instead (see flow.py): the
-room counts members whose backlog is high, and the sessions wait on
-`flow.wait_for_room()` before they read more.
+How the room treats a reader that falls behind is four rules, with --sendq as
+the limit (docs/delivery.md has the reasoning and the measurements):
+
+1. A reader whose backlog passes the limit *lags*, until it is back under half of it.
+2. Before the room takes a member's line, the member waits while anyone lags: a room
+   that writes faster than it is read slows its senders (their clients then wait in
+   TCP) rather than losing lines or cutting readers that read.
+3. A reader that lags and whose socket has taken nothing for `STALL` seconds has
+   stopped reading: it is cut. (One that stops in a quiet room is cut the moment it
+   passes the limit, and never holds anyone up.)
+4. A reader that lags for `MAX_LAG` seconds reads too slowly for the room: it is cut,
+   so no one reader can hold the room back for longer.
+
+Notices, replies and private lines do not wait (they are small, and a thread that
+leaves must never wait); nothing else waits either.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import socket
 import threading
+import time
 from dataclasses import dataclass
 
 from section_a import protocol
-from section_a.fanout import Fanout
-from section_a.flow import FlowControl
 from section_a.outbox import Flusher, Outbox, shut_down
 
 logger = logging.getLogger(__name__)
 
 MAX_CLIENTS = 1024  # members at once; a newcomer over it gets one line and is closed
-SENDQ = 1024 * 1024  # bytes of backlog a member may have before it is cut
+SENDQ = 1024 * 1024  # bytes of backlog past which a reader lags (rule 1)
+STALL = 1.0  # seconds a lagging reader may take nothing before it is cut (rule 3)
+MAX_LAG = 5.0  # seconds a reader may lag before it is cut (rule 4)
 
 
 @dataclass(eq=False)
@@ -39,10 +52,6 @@ class Member:
     name: str
     peer: str
     outbox: Outbox
-    since: int = 0  # the room's entry that announced it: it is sent only later ones
-
-    def send(self, data: bytes) -> bool:
-        return self.outbox.send(data)
 
 
 def peer_name(addr: object) -> str:
@@ -53,74 +62,74 @@ def peer_name(addr: object) -> str:
     return str(addr)
 
 
+def why_cut(outbox: Outbox, now: float) -> str:
+    """Why a lagging reader must go (rules 3 and 4), or "" while it may stay."""
+    if now - outbox.last_taken >= STALL:
+        return f"backlog over {outbox.limit} bytes, nothing read for {STALL:g}s"
+    if now - outbox.lagging_since >= MAX_LAG:
+        return f"backlog over {outbox.limit} bytes for {MAX_LAG:g}s"
+    return ""
+
+
 class ChatRoom:
-    """The members of one chat, and the routing of lines between them."""
+    """The members of one chat, and the routing of lines between them.
+
+    Constructing a room starts no thread: `start()` starts its flusher, and
+    `stop()` (after every member has left) ends it.
+    """
 
     def __init__(
-        self,
-        max_clients: int = MAX_CLIENTS,
-        sendq: int = SENDQ,
-        max_line: int = protocol.MAX_LINE,
-        rate: float = 0.0,
-        burst: int = 1,
+        self, max_clients: int = MAX_CLIENTS, sendq: int = SENDQ, max_line: int = protocol.MAX_LINE
     ) -> None:
         self.max_clients = max_clients
         self.sendq = sendq
         self.max_line = max_line
-        self.rate = rate  # lines a second per client; 0: no flood control
-        self.burst = burst
         self.closing = threading.Event()  # set once, by close()
-        self.flow = FlowControl(sendq)
         self._flusher = Flusher()
-        self._lock = threading.Lock()
-        self._members: tuple[Member, ...] = ()
+        self._lock = threading.Condition()  # senders wait on it while someone lags (rule 2)
+        self._members: tuple[Member, ...] = ()  # replaced whole: a snapshot is always safe
         self._names: dict[str, Member] = {}  # lower-cased name -> member
+        self._laggards: set[Outbox] = set()
         self._guests = itertools.count(1)
-        self._fanout = Fanout(
-            self._lock, lambda: self._members, self.flow.low_mark, self._flusher.call_later
-        )
+
+    def start(self) -> None:
         self._flusher.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """End the room's flusher thread (after every member has left)."""
+        self._flusher.stop(timeout)
 
     @property
     def members(self) -> tuple[Member, ...]:
         return self._members
 
+    # ------------------------------------------------------------------ arriving, leaving
+
     def join(self, conn: socket.socket, addr: object) -> Member | None:
         """Admit a new connection under a guest name, or refuse it (None)."""
         peer = peer_name(addr)
         with self._lock:
-            refusal = (
-                protocol.SHUTTING_DOWN
-                if self.closing.is_set()
-                else protocol.error(protocol.SERVER_FULL)
-                if len(self._members) >= self.max_clients
-                else None
-            )
-            if refusal is None:
+            if self.closing.is_set():
+                refusal = protocol.SHUTTING_DOWN
+            elif len(self._members) >= self.max_clients:
+                refusal = protocol.error(protocol.SERVER_FULL)
+            else:
                 name = next(n for n in (f"guest-{i}" for i in self._guests) if n not in self._names)
-                others = [m.name for m in self._members]
-                # The welcome is queued first, so it is the first line whatever else races in.
-                outbox = Outbox(
-                    conn, self.sendq, self._flusher, self.flow, protocol.welcome(name, others)
-                )
+                outbox = Outbox(conn, self.sendq, self._flusher)
+                outbox.on_caught_up = self._caught_up
                 member = Member(name, peer, outbox)
-                # Told of the newcomer: exactly those its welcome names as here (since < it).
-                member.since = self._fanout.post_later(protocol.joined(name), exclude=member)
+                outbox.send(protocol.welcome(name, [m.name for m in self._members]))
+                self._write(protocol.joined(name))  # told: exactly those the welcome names
                 self._members += (member,)
                 self._names[name] = member
                 count = len(self._members)
-        if refusal is not None:
+                refusal = b""
+        if refusal:
             logger.warning("refused %s: %s", peer, refusal.decode().strip())
             refuse(conn, refusal)
             return None
-        self.flow.member_joined()
-        outbox.flush()
         logger.info(
-            "%s joined from %s; %d clients, %d threads",
-            name,
-            peer,
-            count,
-            threading.active_count(),
+            "%s joined from %s; %d clients, %d threads", name, peer, count, threading.active_count()
         )
         return member
 
@@ -135,12 +144,11 @@ class ChatRoom:
             self._members = tuple(m for m in self._members if m is not member)
             del self._names[member.name.lower()]
             count = len(self._members)
-            cut = member.outbox.reason or cut  # the outbox's reason: it gave up on this reader
-            # Once the room is closing, everyone is leaving: nobody needs telling.
-            closing = self.closing.is_set()
-            if not closing:
-                self._fanout.post_later(protocol.left(member.name, cut))
-        self.flow.member_left(lagging=member.outbox.close())
+            cut = member.outbox.reason or cut
+            member.outbox.close()
+            self._forget_laggard(member.outbox)
+            if not self.closing.is_set():  # once closing, everyone is leaving: nobody to tell
+                self._write(protocol.left(member.name, cut))
         # This thread is still running: it ends right after, so it is not counted.
         (logger.warning if cut else logger.info)(
             "%s left (%s)%s; %d clients, %d threads",
@@ -151,19 +159,24 @@ class ChatRoom:
             threading.active_count() - 1,
         )
 
-    def broadcast(self, data: bytes, exclude: Member | None = None) -> None:
-        """Give `data` to every member but `exclude`; returns once it is handed to all.
+    # ------------------------------------------------------------------ lines
 
-        Never blocks on a reader: at most it waits for a pass already under way.
-        """
+    def say(self, member: Member, data: bytes) -> None:
+        """Give what `member` said to everyone else, once nobody lags (rule 2)."""
         with self._lock:
-            number = self._fanout.post(data, exclude)
-        self._fanout.deliver(number)
+            self._wait_while_anyone_lags()
+            self._write(data, exclude=member)
 
     def tell(self, member: Member, data: bytes) -> None:
         """Send `data` to `member` alone, after everything the room was told before it."""
-        self._fanout.settle()
-        member.send(data)
+        with self._lock:
+            member.outbox.send(data)
+
+    def who(self, member: Member) -> None:
+        """Tell `member` who is here, in the order of what it was told."""
+        with self._lock:
+            names = [m.name for m in self._members]
+            member.outbox.send(protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
 
     def rename(self, member: Member, new: str) -> str | None:
         """Give `member` the name `new`; returns why not, or None when done."""
@@ -178,37 +191,70 @@ class ChatRoom:
             del self._names[old.lower()]
             self._names[new.lower()] = member
             member.name = new
-            notice = self._fanout.post(protocol.renamed(old, new), member) if old != new else 0
-        if notice:
-            self._fanout.deliver(notice)
+            if old != new:
+                self._write(protocol.renamed(old, new), exclude=member)
+        if old != new:
             logger.info("%s is now %s", old, new)
         return None
 
     def find(self, name: str) -> Member | None:
         return self._names.get(name.lower())
 
-    def names(self) -> list[str]:
-        return [m.name for m in self._members]
+    def _write(self, data: bytes, exclude: Member | None = None) -> None:
+        # Called with the lock held: `data` to every member but `exclude`.
+        for member in self._members:
+            if member is not exclude and member.outbox.send(data):
+                self._laggards.add(member.outbox)
+
+    # ------------------------------------------------------------------ readers that lag
+
+    def _wait_while_anyone_lags(self) -> None:
+        # Called with the lock held (rules 2 to 4). Returns once nobody lags, judging
+        # each laggard as it goes: the waiting senders are the clock that cuts them.
+        while self._laggards and not self.closing.is_set():
+            now = time.monotonic()
+            wake = math.inf
+            for outbox in list(self._laggards):
+                why = why_cut(outbox, now) if outbox.lagging_since else ""
+                if why:
+                    logger.debug("cutting a reader: %s", why)
+                    outbox.cut(why)  # its thread wakes, and leaves
+                if not outbox.lagging_since:  # caught up meanwhile, or just cut
+                    self._laggards.discard(outbox)
+                else:
+                    wake = min(wake, outbox.last_taken + STALL, outbox.lagging_since + MAX_LAG)
+            if self._laggards:
+                logger.debug("a sender waits: %d readers lag", len(self._laggards))
+                self._lock.wait(wake - now)
+
+    def _caught_up(self, outbox: Outbox) -> None:
+        # The flusher, once a laggard is back under half the limit (rule 1).
+        with self._lock:
+            self._forget_laggard(outbox)
+
+    def _forget_laggard(self, outbox: Outbox) -> None:
+        # Called with the lock held.
+        self._laggards.discard(outbox)
+        if not self._laggards:
+            self._lock.notify_all()  # the waiting senders go on
+
+    # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
         """Tell everyone the server is going, and wake every member's thread to leave.
 
-        New joins are refused from now on; paused senders are released. The
+        New joins are refused from now on; waiting senders are released. The
         members' threads then leave by themselves; their owner joins them.
         """
-        self._fanout.settle()  # who came and went, before the news that the server is going
         with self._lock:
             self.closing.set()  # under the lock: no join slips in after the snapshot
+            self._lock.notify_all()
             members = self._members
-        self.flow.close()
+            for member in members:
+                member.outbox.send(protocol.SHUTTING_DOWN)
         for member in members:
-            member.outbox.send(protocol.SHUTTING_DOWN)
             shut_down(member.outbox.sock)
         logger.info("told %d clients the server is shutting down", len(members))
-
-    def stop_flusher(self, timeout: float | None = None) -> None:
-        """End the room's flusher thread (after every member has left)."""
-        self._flusher.stop(timeout)
 
 
 def refuse(conn: socket.socket, line: bytes) -> None:

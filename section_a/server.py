@@ -4,15 +4,16 @@
     -----------                        ---------------------
     accept() --conn--> Thread(serve_client)  -->  recv() -> protocol -> room -> outboxes
        ^                                          (until EOF, /quit, cut, or shutdown)
-       |  SIGINT/SIGTERM: shut the listener down (wakes accept), tell the room to close
-       |  (wakes every recv), join every client thread, exit 0
+       |  SIGINT/SIGTERM: shut the listener down (wakes accept); then the room is told
+       |  to close (wakes every recv), every client thread is joined, and the exit is 0
 
 The main thread does nothing but accept: for every connection it starts a thread
 that runs `session.serve_client`, and keeps it in a set so that it can join it at
 shutdown (the thread removes itself when its client leaves). With n clients the
 process has n + 2 threads: the main thread, the n client threads, and the room's
-flusher, which writes what slow readers' sockets could not take at once
-(outbox.py says why one shared thread beats a second one per client).
+flusher, which writes what slow readers' sockets could not take at once.
+Everything else, the options and the order of starting and stopping, both
+stages share (cli.py): `make diff` shows what stage C does instead.
 
 Run it: python -m section_a.server --port 9034   (then: nc 127.0.0.1 9034)
 """
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 import sys
 import threading
@@ -29,8 +29,7 @@ import time
 
 from section_a import cli
 from section_a.outbox import shut_down
-from section_a.room import ChatRoom, peer_name
-from section_a.session import serve_client
+from section_a.room import peer_name
 
 logger = logging.getLogger("chat")
 
@@ -44,29 +43,25 @@ LOG_EVERY = 1.0  # seconds between two log lines about the same accept error
 class ThreadedServer:
     """Accepts connections in the calling thread and serves each in a thread of its own."""
 
-    def __init__(self, listener: socket.socket, room: ChatRoom) -> None:
+    def __init__(self, listener: socket.socket, handler: cli.Handler) -> None:
         self.listener = listener
-        self.room = room
+        self.handler = handler
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._stopping = False  # set from a signal handler: a plain flag, no lock
         self._last_complaint = 0.0
 
-    def serve_forever(self) -> None:
-        """Accept until `request_stop`; each connection gets a new thread."""
-        while not self._stopping:
+    def serve(self, stop: cli.SignalStop) -> None:
+        """Accept until `stop`; each connection gets a new thread."""
+        stop.then(lambda: shut_down(self.listener))  # wakes accept(): close would not (Linux)
+        while not stop.requested:
             try:
                 conn, addr = self.listener.accept()
             except OSError as exc:
-                if self._stopping:
-                    break  # the listener was shut down to wake us
-                self._accept_failed(exc)
+                if not stop.requested:  # else: the listener was shut down to wake us
+                    self._accept_failed(exc)
                 continue
             thread = threading.Thread(
-                target=self._serve,
-                args=(conn, addr),
-                name=f"client-{peer_name(addr)}",
-                daemon=True,  # joined at close; a stuck one must not keep the process alive
+                target=self._serve, args=(conn, addr), name=f"client-{peer_name(addr)}"
             )
             with self._lock:
                 self._threads.add(thread)
@@ -81,7 +76,7 @@ class ThreadedServer:
 
     def _serve(self, conn: socket.socket, addr: object) -> None:
         try:
-            serve_client(self.room, conn, addr)
+            self.handler(conn, addr)
         except Exception:
             logger.exception("client %s: unexpected error", peer_name(addr))
         finally:
@@ -106,11 +101,6 @@ class ThreadedServer:
             self._last_complaint = now
             logger.warning(message, *args)
 
-    def request_stop(self) -> None:
-        """Make `serve_forever` return; safe from a signal handler or any thread."""
-        self._stopping = True
-        shut_down(self.listener)  # wakes accept(): close alone would not (Linux)
-
     def close(self, timeout: float) -> list[str]:
         """Close the listener, join every client thread; the names of those still alive."""
         self.listener.close()
@@ -123,30 +113,7 @@ class ThreadedServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args("Stage A chat server: one thread per connected client.", argv)
-    stop = cli.SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
-    cli.raise_fd_limit()
-    cli.prepare_threads(one_cpu=not args.any_cpu)
-    try:
-        listener = cli.listen(args.host, args.port)
-    except OSError as exc:
-        return cli.fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    with cli.signals_blocked():
-        room = cli.make_room(args)  # starts the room's flusher thread
-    # This thread accepts, and starts a thread running serve_client(room, conn, addr) for
-    # each connection; when that returns, the thread closes the connection.
-    server = ThreadedServer(listener, room)
-    stop.then(server.request_stop)
-    cli.announce(listener)
-    server.serve_forever()
-    room.close()
-    stuck = server.close(cli.STOP_TIMEOUT)
-    room.stop_flusher(cli.STOP_TIMEOUT)
-    if stuck:
-        logger.error("threads still running at exit: %s", ", ".join(stuck))
-        os._exit(1)  # do not wait for them forever
-    logger.info("stopped; %d thread left", threading.active_count())
-    return 0
+    return cli.run("Stage A chat server: one thread per connected client.", argv, ThreadedServer)
 
 
 if __name__ == "__main__":

@@ -3,64 +3,56 @@
     main thread            proactor's accept thread       one thread per client
     -----------            ------------------------       ---------------------
     start_proactor() -->   accept() --conn--> Thread(serve_client) --> recv() -> protocol
-    sigwait()                                                             -> room -> outboxes
-       |  SIGINT/SIGTERM: tell the room to close (wakes every recv), then
-       |  stop_proactor(): closes the listener, wakes and joins every thread; exit 0
+    wait for the stop                                                     -> room -> outboxes
+       |  SIGINT/SIGTERM: the room is told to close (wakes every recv), then
+       |  stop_proactor() closes the listener, wakes and joins every thread; exit 0
 
 Everything a client sees is stage A's: the same protocol, room, outboxes and
-session, imported from section_a. What changed is who accepts and who owns the
-threads: stage A's main thread ran the accept loop and kept the client threads;
-here `start_proactor(listener, handler)` does both, and the main thread only
-waits for the signal to stop (with sigwait: it has nothing else to do). With n
-clients the process has n + 3 threads: the main thread, the proactor's accept
-thread, the n client threads, and the room's flusher.
+session, imported from section_a, and the same start and stop (cli.py). What
+changed is who accepts and who owns the threads: stage A's main thread ran the
+accept loop and kept the client threads; here `start_proactor(listener, handler)`
+does both, and the main thread only waits for the signal to stop. With n clients
+the process has n + 3 threads: the main thread, the proactor's accept thread, the
+n client threads, and the room's flusher.
 
 Run it: python -m section_c.server --port 9034   (then: nc 127.0.0.1 9034)
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import logging
-import os
+import socket
 import sys
-import threading
 
 from section_a import cli
-from section_a.session import serve_client
-from section_b import start_proactor, stop_proactor
+from section_b import Proactor, start_proactor, stop_proactor
 
 logger = logging.getLogger("chat")
 
 
+class ProactorServer:
+    """Hands the listener to a proactor, which accepts and serves each connection in a thread."""
+
+    def __init__(self, listener: socket.socket, handler: cli.Handler) -> None:
+        self.listener = listener
+        self.handler = handler
+        self.proactor: Proactor | None = None
+
+    def serve(self, stop: cli.SignalStop) -> None:
+        """Start the proactor, and wait for `stop`: accepting goes on in its thread."""
+        with cli.signals_blocked():  # its threads inherit the mask (see cli.py)
+            self.proactor = start_proactor(self.listener, self.handler, name="chat")
+        stop.wait()
+
+    def close(self, timeout: float) -> list[str]:
+        """Stop the proactor: it closes the listener, wakes and joins every thread."""
+        return stop_proactor(self.proactor, timeout) if self.proactor else []
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = cli.parse_args("Stage C chat server: stage A's chat on the stage B proactor.", argv)
-    with cli.signals_blocked():  # in every thread, this one too: it waits for them below
-        return serve(args)
-
-
-def serve(args: argparse.Namespace) -> int:
-    cli.raise_fd_limit()
-    cli.prepare_threads(one_cpu=not args.any_cpu)
-    try:
-        listener = cli.listen(args.host, args.port)
-    except OSError as exc:
-        return cli.fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    room = cli.make_room(args)  # starts the room's flusher thread
-    # The proactor accepts, and starts a thread running serve_client(room, conn, addr) for
-    # each connection; when that returns, the proactor closes the connection.
-    proactor = start_proactor(listener, functools.partial(serve_client, room), name="chat")
-    cli.announce(listener)
-    cli.wait_for_stop_signal()
-    room.close()
-    stuck = stop_proactor(proactor, cli.STOP_TIMEOUT)
-    room.stop_flusher(cli.STOP_TIMEOUT)
-    if stuck:
-        logger.error("threads still running at exit: %s", ", ".join(stuck))
-        os._exit(1)  # the proactor's threads are not daemons: do not wait for them forever
-    logger.info("stopped; %d thread left", threading.active_count())
-    return 0
+    return cli.run(
+        "Stage C chat server: stage A's chat on the stage B proactor.", argv, ProactorServer
+    )
 
 
 if __name__ == "__main__":

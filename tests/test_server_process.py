@@ -243,24 +243,16 @@ def allowed_cpus(pid: int) -> dict[str, set[int]]:
     return allowed
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-    reason="needs Linux and two CPUs",
-)
-@pytest.mark.parametrize("any_cpu", [False, True], ids=["default", "--any-cpu"])
-def test_every_thread_shares_one_cpu_unless_told_any(
-    start_server: StartServer, join: Join, any_cpu: bool
+def test_every_thread_may_run_on_every_cpu_the_server_was_given(
+    start_server: StartServer, join: Join
 ) -> None:
-    server = start_server(*(["--any-cpu"] if any_cpu else []))
-    join(server, 3)  # client threads too, started after the server settled its CPUs
+    # Where the server runs is the operator's choice (taskset), not the server's.
+    server = start_server()
+    join(server, 3)  # client threads too, started after the server set itself up
     wait_for_threads(server, base_threads(server) + 3)
     allowed = allowed_cpus(server.pid)
     assert len(allowed) == base_threads(server) + 3
-    if any_cpu:
-        assert all(cpus == os.sched_getaffinity(0) for cpus in allowed.values()), allowed
-    else:
-        assert len(set(map(frozenset, allowed.values()))) == 1, allowed  # the same CPU ...
-        assert all(len(cpus) == 1 for cpus in allowed.values()), allowed  # ... and only it
+    assert all(cpus == os.sched_getaffinity(0) for cpus in allowed.values()), allowed
 
 
 def test_a_refused_newcomer_leaves_no_thread_behind(start_server: StartServer, join: Join) -> None:
@@ -398,7 +390,7 @@ def test_shutdown_is_prompt_while_the_room_lags_and_senders_are_paused(
 ) -> None:
     server = start_server("-v")
     [alice] = join(server, 1)
-    join(server, 2, among=[alice], rcvbuf=SMALL_RCVBUF)  # two laggards: the room is congested
+    join(server, 2, among=[alice], rcvbuf=SMALL_RCVBUF)  # they never read: they will lag
     alice.sock.setblocking(False)
     line = b"y" * 1000 + b"\n"
     try:  # write until the server stops reading alice: it is paused, or its buffers are full
@@ -406,7 +398,7 @@ def test_shutdown_is_prompt_while_the_room_lags_and_senders_are_paused(
             alice.sock.send(line * 16)
     except BlockingIOError:
         pass
-    wait_for(lambda: "pause" in server.stderr(), "the room to pause its senders")
+    wait_for(lambda: "a sender waits" in server.stderr(), "a sender to wait for the laggards")
     code, seconds = stop_and_time(server, signal.SIGTERM)
     assert code == 0
     assert seconds < STOP_WITHIN
