@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Protocol, TypeAlias
 
-from section_a import protocol, room, session
+from section_a import lag, protocol, room, session
 
 logger = logging.getLogger("chat")
 
@@ -54,7 +54,7 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     parser.add_argument(
         "--sendq",
         type=positive,
-        default=room.SENDQ,
+        default=lag.SENDQ,
         help="bytes waiting for a client before the room waits for it (a client that stops "
         "reading is then disconnected)",
     )
@@ -103,7 +103,7 @@ def positive(text: str) -> int:
 def make_room(args: argparse.Namespace) -> tuple[room.ChatRoom, session.Limits]:
     """The room the options describe, and the limits of every client's input."""
     limits = session.Limits(args.max_line, args.rate, args.burst, args.recvq)
-    return room.ChatRoom(max_clients=args.max_clients, sendq=args.sendq), limits
+    return room.ChatRoom(args.max_clients, lag.LagRules(sendq=args.sendq)), limits
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -15,9 +15,9 @@ Why one flusher rather than the reader's own thread: that thread is blocked in
 recv(), and waking it to write would take a second descriptor per client (an
 eventfd), halving how many clients fit under the descriptor limit.
 
-An outbox also keeps what the room's rules need to judge its reader (room.py): how
-big its backlog is, since when it has been over the limit, and when its socket last
-took anything. It judges nobody itself.
+An outbox also keeps what the rules of lag.py need to judge its reader: how big its
+backlog is, since when it has lagged, and when its socket last took anything. The
+room (room.py) does the judging.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from section_a.lag import LagRules
+
 logger = logging.getLogger(__name__)
 
 # How many pieces of a backlog one sendmsg() writes at most (the kernel's UIO_MAXIOV).
@@ -45,12 +47,12 @@ class Outbox:
     waits, newer data goes behind it, never straight to the socket.
     """
 
-    def __init__(self, sock: socket.socket, limit: int, flusher: Flusher) -> None:
+    def __init__(self, sock: socket.socket, rules: LagRules, flusher: Flusher) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.limit = limit
+        self.rules = rules
         # The kernel's own buffer is part of what a stuck reader holds: bounded by the limit too.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rules.sendq)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Chat lines are small and wanted now: no Nagle delay waiting for an ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -80,7 +82,7 @@ class Outbox:
                 self._flusher.arm(self)
             self._queue.append(data)
             self.backlog += len(data)
-            if self.backlog > self.limit and not self.lagging_since:
+            if not self.lagging_since and self.rules.lags(self.backlog):
                 self.lagging_since = time.monotonic()
             return bool(self.lagging_since)
 
@@ -104,7 +106,7 @@ class Outbox:
                     break
                 for _ in pieces:
                     self._queue.popleft()
-            caught_up = self.lagging_since and self.backlog <= self.limit // 2
+            caught_up = bool(self.lagging_since) and self.rules.caught_up(self.backlog)
             if caught_up:
                 self.lagging_since = 0.0
         if caught_up:

@@ -65,11 +65,14 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes | Overlong]:
         """Add bytes; return the lines they complete (without terminators), in order."""
+        if self._discarding:  # inside an over-long line: nothing is kept until its newline
+            newline = data.find(b"\n")
+            if newline < 0:
+                return []
+            data = data[newline + 1 :]
+            self._discarding = False
         lines = (self._pending + data).split(b"\n")
         rest = lines.pop()  # after the last newline: the start of a line still to come
-        if self._discarding and lines:
-            del lines[0]  # the tail of an over-long line ends at its newline
-            self._discarding = False
         # split() runs at C speed; a loop over the lines runs only where one needs it.
         if b"\r" in data or b"\r" in self._pending:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]

@@ -7,21 +7,15 @@ member hears the room in the same order, a reply (`/who`) comes after everything
 the room was told before it, and no line is handed from thread to thread. A write
 never blocks (outbox.py): what a socket does not take waits in its backlog.
 
-How the room treats a reader that falls behind is four rules, with --sendq as
-the limit (docs/delivery.md has the reasoning and the measurements):
+A member's line waits while any reader lags (its backlog is past --sendq): a
+room that writes faster than it is read slows its senders, whose clients then
+wait in TCP, rather than losing lines or cutting readers that read. A reader that
+lags and stopped reading, or lags too long, is cut (lag.py has the rules,
+docs/delivery.md the reasoning). The waiting senders are the clock that judges
+the laggards: nobody else needs to look at them.
 
-1. A reader whose backlog passes the limit *lags*, until it is back under half of it.
-2. Before the room takes a member's line, the member waits while anyone lags: a room
-   that writes faster than it is read slows its senders (their clients then wait in
-   TCP) rather than losing lines or cutting readers that read.
-3. A reader that lags and whose socket has taken nothing for `STALL` seconds has
-   stopped reading: it is cut. (One that stops in a quiet room is cut the moment it
-   passes the limit, and never holds anyone up.)
-4. A reader that lags for `MAX_LAG` seconds reads too slowly for the room: it is cut,
-   so no one reader can hold the room back for longer.
-
-Notices, replies and private lines do not wait (they are small, and a thread that
-leaves must never wait); nothing else waits either.
+Notices, replies and private lines never wait: they are small, and a thread that
+leaves must never wait.
 """
 
 from __future__ import annotations
@@ -35,14 +29,12 @@ import time
 from dataclasses import dataclass
 
 from section_a import protocol
+from section_a.lag import LagRules
 from section_a.outbox import Flusher, Outbox, shut_down
 
 logger = logging.getLogger(__name__)
 
 MAX_CLIENTS = 1024  # members at once; a newcomer over it gets one line and is closed
-SENDQ = 1024 * 1024  # bytes of backlog past which a reader lags (rule 1)
-STALL = 1.0  # seconds a lagging reader may take nothing before it is cut (rule 3)
-MAX_LAG = 5.0  # seconds a reader may lag before it is cut (rule 4)
 
 
 @dataclass(eq=False)
@@ -62,15 +54,6 @@ def peer_name(addr: object) -> str:
     return str(addr)
 
 
-def why_cut(outbox: Outbox, now: float) -> str:
-    """Why a lagging reader must go (rules 3 and 4), or "" while it may stay."""
-    if now - outbox.last_taken >= STALL:
-        return f"backlog over {outbox.limit} bytes, nothing read for {STALL:g}s"
-    if now - outbox.lagging_since >= MAX_LAG:
-        return f"backlog over {outbox.limit} bytes for {MAX_LAG:g}s"
-    return ""
-
-
 class ChatRoom:
     """The members of one chat, and the routing of lines between them.
 
@@ -78,19 +61,18 @@ class ChatRoom:
     `stop()` (after every member has left) ends it.
     """
 
-    def __init__(
-        self, max_clients: int = MAX_CLIENTS, sendq: int = SENDQ, max_line: int = protocol.MAX_LINE
-    ) -> None:
+    def __init__(self, max_clients: int = MAX_CLIENTS, rules: LagRules | None = None) -> None:
         self.max_clients = max_clients
-        self.sendq = sendq
-        self.max_line = max_line
+        self.rules = rules or LagRules()
         self.closing = threading.Event()  # set once, by close()
         self._flusher = Flusher()
-        self._lock = threading.Condition()  # senders wait on it while someone lags (rule 2)
+        self._lock = threading.Condition()  # senders wait on it while someone lags
         self._members: tuple[Member, ...] = ()  # replaced whole: a snapshot is always safe
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._laggards: set[Outbox] = set()
         self._guests = itertools.count(1)
+        self.waiting = 0  # senders waiting now, because someone lags (for logs and tests)
+        self.waits = 0  # how many times a sender had to wait, in all
 
     def start(self) -> None:
         self._flusher.start()
@@ -115,7 +97,7 @@ class ChatRoom:
                 refusal = protocol.error(protocol.SERVER_FULL)
             else:
                 name = next(n for n in (f"guest-{i}" for i in self._guests) if n not in self._names)
-                outbox = Outbox(conn, self.sendq, self._flusher)
+                outbox = Outbox(conn, self.rules, self._flusher)
                 outbox.on_caught_up = self._caught_up
                 member = Member(name, peer, outbox)
                 outbox.send(protocol.welcome(name, [m.name for m in self._members]))
@@ -162,7 +144,7 @@ class ChatRoom:
     # ------------------------------------------------------------------ lines
 
     def say(self, member: Member, data: bytes) -> None:
-        """Give what `member` said to everyone else, once nobody lags (rule 2)."""
+        """Give what `member` said to everyone else, once nobody lags."""
         with self._lock:
             self._wait_while_anyone_lags()
             self._write(data, exclude=member)
@@ -170,13 +152,13 @@ class ChatRoom:
     def tell(self, member: Member, data: bytes) -> None:
         """Send `data` to `member` alone, after everything the room was told before it."""
         with self._lock:
-            member.outbox.send(data)
+            self._send(member, data)
 
     def who(self, member: Member) -> None:
         """Tell `member` who is here, in the order of what it was told."""
         with self._lock:
             names = [m.name for m in self._members]
-            member.outbox.send(protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
+            self._send(member, protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
 
     def rename(self, member: Member, new: str) -> str | None:
         """Give `member` the name `new`; returns why not, or None when done."""
@@ -206,29 +188,39 @@ class ChatRoom:
             if member is not exclude and member.outbox.send(data):
                 self._laggards.add(member.outbox)
 
+    def _send(self, member: Member, data: bytes) -> None:
+        # Called with the lock held: `data` to `member` alone.
+        if member.outbox.send(data):
+            self._laggards.add(member.outbox)
+
     # ------------------------------------------------------------------ readers that lag
 
     def _wait_while_anyone_lags(self) -> None:
-        # Called with the lock held (rules 2 to 4). Returns once nobody lags, judging
-        # each laggard as it goes: the waiting senders are the clock that cuts them.
+        # Called with the lock held. Returns once nobody lags, cutting the laggards that
+        # must go as it looks at them.
         while self._laggards and not self.closing.is_set():
             now = time.monotonic()
             wake = math.inf
             for outbox in list(self._laggards):
-                why = why_cut(outbox, now) if outbox.lagging_since else ""
+                if not outbox.lagging_since:  # caught up meanwhile, or cut
+                    self._laggards.discard(outbox)
+                    continue
+                why = self.rules.why_cut(now, outbox.lagging_since, outbox.last_taken)
                 if why:
                     logger.debug("cutting a reader: %s", why)
                     outbox.cut(why)  # its thread wakes, and leaves
-                if not outbox.lagging_since:  # caught up meanwhile, or just cut
                     self._laggards.discard(outbox)
                 else:
-                    wake = min(wake, outbox.last_taken + STALL, outbox.lagging_since + MAX_LAG)
+                    wake = min(wake, self.rules.next_look(outbox.lagging_since, outbox.last_taken))
             if self._laggards:
                 logger.debug("a sender waits: %d readers lag", len(self._laggards))
+                self.waiting += 1
+                self.waits += 1
                 self._lock.wait(wake - now)
+                self.waiting -= 1
 
     def _caught_up(self, outbox: Outbox) -> None:
-        # The flusher, once a laggard is back under half the limit (rule 1).
+        # The flusher, once a laggard has caught up.
         with self._lock:
             self._forget_laggard(outbox)
 
