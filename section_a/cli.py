@@ -8,7 +8,6 @@ the two take the same options and behave the same from the outside.
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import resource
@@ -220,7 +219,13 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
     chat, limits = make_room(args)
     with signals_blocked():  # the flusher, like every thread but this one, leaves them to us
         chat.start()
-    server = server_type(listener, functools.partial(session.serve_client, chat, limits))
+
+    # A Python function, not functools.partial: a call through C code nests one more
+    # interpreter loop on the thread's C stack, a page more memory for every idle client.
+    def handler(conn: socket.socket, addr: Any) -> None:
+        session.serve_client(chat, limits, conn, addr)
+
+    server = server_type(listener, handler)
     announce(listener)
     server.serve(stop)  # until SIGINT or SIGTERM
     chat.close()  # tell everyone, and wake every client's thread to leave
