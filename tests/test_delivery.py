@@ -349,3 +349,11 @@ def test_closing_the_room_releases_a_waiting_line(pair: Pair, rooms: list[ChatRo
     thread.join(5.0)
     assert not thread.is_alive()
     room.stop(5.0)
+
+
+def test_the_kernel_send_buffer_is_bounded_by_sendq(pair: Pair, flusher: Flusher) -> None:
+    conn, _ = pair.connect()
+    autotuned = conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    Outbox(conn, LagRules(sendq=SENDQ), flusher)
+    # Linux doubles what is asked (for its own bookkeeping), and reports the doubled size.
+    assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * SENDQ != autotuned
