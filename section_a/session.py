@@ -134,6 +134,10 @@ def serve_client(room: ChatRoom, conn: socket.socket, addr: object) -> None:
             episode = room.flow.wait_for_room(episode)  # pause while the whole room lags
             events = reader.read()
             if events is None:
+                # A last line cut short by the peer's end of input counts (as with readline);
+                # not when our own shutdown (the room closing, or a cut) ended the input.
+                if not (room.closing.is_set() or member.outbox.closed):
+                    handle(room, member, framer.finish())
                 break
             if not handle(room, member, events):
                 why = "quit"
