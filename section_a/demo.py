@@ -201,7 +201,8 @@ def story(server: Server, room: list[Client]) -> None:
     wait_until(room, lambda: dave.at_prompt, "dave's prompt")
     after(room, actors=[dave])
     threads = threads_become(dave.proc.pid, 2, "dave's client")
-    print(f"  dave's client has {threads} threads (from /proc): the keyboard and the receiver")
+    where = f"/proc/{dave.proc.pid}/status"
+    print(f"  dave's client has {threads} threads ({where}): the keyboard and the receiver")
     show_threads(server, 4)
 
     step("everyone picks a name with /nick")

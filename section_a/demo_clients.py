@@ -10,7 +10,8 @@ A step is over when every client has received everything the step caused. Waitin
 "long enough" would be a guess, so the demo asks instead. Each client sends a *probe*,
 a command the server does not know with a fresh number (``/sync-7``); the server
 answers it to that client alone, and only after everything it had for that client
-before. So the lines that come before the answer are all the step sent that client:
+before (a reply waits for what the room was told earlier: `ChatRoom.tell`). So the
+lines that come before the answer are all the step sent that client:
 
     the actor types a line ----> the server carries it out: its effects queue for everyone
     the actor's probe ----------> answered: the server is done with the line
@@ -45,7 +46,7 @@ from section_a.client import MAX_INCOMING, PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 5.0  # seconds to wait for any one thing before the demo fails
-ROWS, COLS = 24, 200  # the pseudo-terminal's size: wide, so that no line wraps
+ROWS, COLS = 24, 240  # the pseudo-terminal's size: wide, so that no line of the demo wraps
 WELCOME = re.compile(r"^\* welcome, (\S+)\.")
 RENAMED = re.compile(r"^\* you are now (\S+)$")
 
@@ -164,7 +165,7 @@ class TerminalClient(Client):
     def __init__(self, label: str, argv: list[str]) -> None:
         super().__init__(label)
         self.screen = ScreenLines()
-        self._echoed = 0  # rows of the user's own typing seen on the screen
+        self._echoed = 0  # lines of the user's own typing seen on the screen
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         # A known terminal, no colour, no user readline settings: the same screen everywhere.
@@ -196,7 +197,7 @@ class TerminalClient(Client):
         except OSError:  # EIO: nothing has the terminal open any more: the program ended
             data = b""
         rows = self.screen.feed(data)
-        # A row that starts with the prompt is the user's own typing, echoed: not received.
+        # A line that starts with the prompt is the user's own typing, echoed: not received.
         lines = [row for row in rows if not row.startswith(PROMPT)]
         self._echoed += len(rows) - len(lines)
         return lines, not data
@@ -232,11 +233,12 @@ class TerminalClient(Client):
 
 
 class ScreenLines:
-    """The rows a terminal shows, from what a program writes to it: just enough of a terminal.
+    """The lines a terminal shows, from what a program writes to it: just enough of a terminal.
 
-    Enough for a program that edits one row with readline: text overwrites at the
-    cursor, CR goes back to the start of the row, LF ends it, backspace and ESC [ n C
-    / D move along it, ESC [ K erases to its end; colours and other escapes do nothing.
+    Enough for a program that edits one line with readline: text overwrites at the
+    cursor, CR goes back to the start of the line, LF ends it, backspace and ESC [ n C
+    / D move along it, ESC [ K erases to its end; colours and other escapes do nothing,
+    and nothing wraps (the terminal is made wide enough).
 
     >>> screen = ScreenLines()
     >>> screen.feed(b"> /wh\\r\\x1b[K\\r* bob joined\\r\\n> /wh")
@@ -253,11 +255,11 @@ class ScreenLines:
 
     @property
     def current(self) -> str:
-        """The row the cursor is on, not ended yet."""
+        """The line the cursor is on, not ended yet."""
         return "".join(self._row)
 
     def feed(self, data: bytes) -> list[str]:
-        """Add output; return the rows it ended (trailing blanks removed)."""
+        """Add output; return the lines it ended (trailing blanks removed)."""
         ended: list[str] = []
         for char in self._decoder.decode(data):
             if self._escape:
