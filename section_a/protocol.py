@@ -9,6 +9,8 @@ The protocol is newline-delimited UTF-8, so `nc` is a working client:
 
 - a line ends with ``\\n`` or ``\\r\\n``; a line over the limit is refused, and
   everything up to its newline is discarded, so its tail never becomes a line;
+- the end of the input ends a last line too (as ``readline()`` has it): what a peer
+  sent after its last newline is a line when it half-closes, not when it vanishes;
 - a plain line goes to everyone else as ``NAME: text``;
 - a line starting with ``/`` is a command (``/help`` lists them);
 - every line the server itself writes starts with ``*`` (errors with ``* error:``).
@@ -24,6 +26,8 @@ so no peer can drive another's terminal.
     [b'hello']
     >>> framer.feed(b"ld, this line is too long\\nok\\n")
     [Overlong(limit=8), b'ok']
+    >>> framer.feed(b"bye"), framer.finish()  # the input ends: a last line with no newline
+    ([], [b'bye'])
     >>> parse(sanitise(b"/msg bob hi \\x1b[2J"))
     Whisper(name='bob', text='hi ^[[2J')
     >>> message("alice", "hi")
@@ -87,6 +91,18 @@ class LineFramer:
             self._discarding = True
         self._pending = b"" if self._discarding else rest
         return events
+
+    def finish(self) -> list[bytes | Overlong]:
+        """The input has ended: the last line, if it had no newline, as `feed` would give it.
+
+        Exactly what a newline would have completed, so the limit holds as for any line
+        (a line over it already reported gives nothing more). Call it only for an end of
+        input the peer chose: a reset or our own shutdown loses the partial line instead.
+        The framer is empty afterwards.
+        """
+        if not self._pending and not self._discarding:
+            return []  # the input ended on a line boundary: no line is left
+        return self.feed(b"\n")
 
     @property
     def pending(self) -> int:

@@ -50,7 +50,14 @@ def serve_client(room: ChatRoom, limits: Limits, conn: socket.socket, addr: obje
     )
     why = cut = ""
     try:
-        while (events := reader.read()) is not None:
+        while True:
+            events = reader.read()
+            if events is None:
+                # A last line cut short by the peer's end of input counts (as with readline);
+                # not when our own shutdown (the room closing, or a cut) ended the input.
+                if not (room.closing.is_set() or member.outbox.closed):
+                    handle(room, member, framer.finish())
+                break
             if not handle(room, member, events):
                 why = "quit"
                 break

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import re
+import signal
 import socket
 from collections.abc import Callable, Iterator
 from uuid import uuid4
@@ -218,6 +219,99 @@ def test_the_others_see_a_client_leave(connect: Connect) -> None:
     carol.close()
     alice.next_line_is(rf"^\* {carol.name} left\b")
     bob.next_line_is(rf"^\* {carol.name} left\b")
+
+
+# --------------------------------------------------------------------------- the end of input
+# What a peer sends after its last newline is a line if it ends its input itself (a
+# half-close: FIN), as readline-based servers have it; not if the connection is reset or
+# the server shuts down. A /who sent with the partial line, in one send, makes the server
+# read both: its answer proves that the server holds the partial line.
+
+
+@pytest.mark.parametrize(
+    ("last", "seen"),
+    [("no newline {}", "{name}: no newline {}"), ("/me waves {}", "* {name} waves {}")],
+)
+def test_a_last_line_cut_short_by_a_half_close_is_carried_out(
+    connect: Connect, last: str, seen: str
+) -> None:
+    alice, bob = join_room(connect, 2)
+    word = marker()
+    alice.send(b"/who\n" + last.format(word).encode())
+    alice.next_line_is(r"^\* here now \(")
+    alice.sock.shutdown(socket.SHUT_WR)  # printf 'hi' | nc -N: the input ends here
+    bob.next_line_is(rf"^{re.escape(seen.format(word, name=alice.name))}$")
+    bob.next_line_is(rf"^\* {alice.name} left\b")
+    assert alice.expect_eof() == []
+
+
+def test_a_last_line_over_the_limit_cut_short_by_a_half_close_is_refused(
+    start_server: StartServer, join: Join
+) -> None:
+    alice, bob = join(start_server("--max-line", "64"), 2)
+    alice.send(b"o" * 65)  # one byte over: only the end of the input says it was no CR
+    alice.sock.shutdown(socket.SHUT_WR)
+    assert alice.expect_eof()[0].startswith("* error: line too long")
+    bob.next_line_is(rf"^\* {alice.name} left\b")
+
+
+def test_a_last_line_cut_short_comes_after_the_lines_flood_control_held(
+    start_server: StartServer, join: Join
+) -> None:
+    alice, bob = join(start_server("--rate", "20", "--burst", "1"), 2)
+    words = [marker() for _ in range(4)]
+    alice.send("\n".join(words).encode())  # the last has no newline
+    alice.sock.shutdown(socket.SHUT_WR)
+    for word in words:
+        bob.next_line_is(rf"^{alice.name}: {word}$")
+    bob.next_line_is(rf"^\* {alice.name} left\b")
+
+
+def test_a_last_line_cut_short_by_a_reset_is_not_delivered(connect: Connect) -> None:
+    alice, bob = join_room(connect, 2)
+    alice.send(f"/who\nlost {marker()}".encode())
+    alice.next_line_is(r"^\* here now \(")
+    alice.reset()  # SO_LINGER 0: the peer vanished, it did not finish its input
+    bob.next_line_is(rf"^\* {alice.name} left\b")  # and nothing of alice's before it
+
+
+def test_a_partial_line_pending_at_shutdown_is_not_delivered(
+    server: ServerProcess, connect: Connect
+) -> None:
+    alice, bob = join_room(connect, 2)
+    alice.send(f"/who\nunfinished {marker()}".encode())
+    alice.next_line_is(r"^\* here now \(")
+    server.signal(signal.SIGTERM)
+    assert bob.expect_eof() == ["* server shutting down"]
+    assert alice.expect_eof() == ["* server shutting down"]
+    assert server.wait() == 0
+
+
+def test_a_partial_line_pending_when_a_stuck_reader_is_cut_is_not_delivered(
+    start_server: StartServer, join: Join
+) -> None:
+    server = start_server("--sendq", "16384")
+    alice, bob = join(server, 2)
+    stuck = LineClient(server.address, rcvbuf=4096)  # reads its welcome, then never again
+    try:
+        word = marker()
+        stuck.send(f"/who\nunfinished {word}".encode())
+        stuck.next_line_is(r"^\* here now \(")
+        joined(stuck, alice, bob)
+        seen: list[str] = []
+        for _ in range(200):  # at most ~3 MB through the room; the cut comes long before
+            lines = [f"{marker()} " + "x" * 1000 for _ in range(16)]
+            alice.send("".join(line + "\n" for line in lines).encode())
+            for line in lines:
+                while (got := bob.read_line()) != f"{alice.name}: {line}":
+                    seen.append(got)
+            if any(re.match(rf"^\* {stuck.name} left\b", line) for line in seen):
+                break
+        assert seen and re.match(rf"^\* {stuck.name} left\b", seen[-1]), seen
+        assert not any(word in line for line in seen), seen
+        fence(alice, bob)
+    finally:
+        stuck.close()
 
 
 # --------------------------------------------------------------------------- /nick

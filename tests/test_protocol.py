@@ -195,6 +195,66 @@ def test_byte_by_byte_framing_matches_framing_at_once(stream: bytes, max_line: i
     )
 
 
+@pytest.mark.parametrize(
+    ("stream", "last"),
+    [
+        (b"hi", [b"hi"]),
+        (b"one\ntwo", [b"two"]),
+        (b"hi\r", [b"hi"]),  # the CR of a CR LF whose LF never came
+        (b"a\rb", [b"a\rb"]),
+        (b"\r", [b""]),
+    ],
+    ids=["alone", "after-a-line", "cr", "inner-cr", "only-cr"],
+)
+def test_the_end_of_input_ends_a_last_line_with_no_newline(
+    stream: bytes, last: list[bytes | Overlong]
+) -> None:
+    framer = LineFramer(max_line=8)
+    framer.feed(stream)
+    assert framer.finish() == last
+
+
+@pytest.mark.parametrize("stream", [b"", b"done\n", b"done\r\n"], ids=["empty", "lf", "crlf"])
+def test_the_end_of_input_on_a_line_boundary_gives_nothing(stream: bytes) -> None:
+    framer = LineFramer(max_line=8)
+    framer.feed(stream)
+    assert framer.finish() == []
+
+
+def test_a_last_line_at_the_limit_passes_and_one_byte_over_is_refused() -> None:
+    at_limit, over = LineFramer(max_line=8), LineFramer(max_line=8)
+    assert at_limit.feed(b"x" * 8) == []
+    assert at_limit.finish() == [b"x" * 8]
+    assert over.feed(b"x" * 9) == []  # one byte of slack: it might have been a CR
+    assert over.finish() == [Overlong(8)]
+
+
+def test_a_last_line_already_refused_gives_nothing_more_at_the_end() -> None:
+    framer = LineFramer(max_line=8)
+    assert framer.feed(b"x" * 20) == [Overlong(8)]
+    assert framer.finish() == []
+
+
+def test_the_framer_is_empty_after_finish() -> None:
+    framer = LineFramer(max_line=8)
+    framer.feed(b"x" * 20 + b"\nhal")
+    assert framer.finish() == [b"hal"]
+    assert framer.pending == 0
+    assert framer.finish() == []
+
+
+@PROPERTY
+@given(stream=streams, max_line=st.integers(1, 12), data=st.data())
+def test_finish_gives_what_a_final_newline_would_have(
+    stream: bytes, max_line: int, data: st.DataObject
+) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(stream)), max_size=12), label="cuts")
+    framer = LineFramer(max_line)
+    events = feed_in_pieces(framer, stream, cuts) + framer.finish()
+    ended = stream if stream.endswith(b"\n") or not stream else stream + b"\n"
+    assert events == reference_frames(ended, max_line)
+
+
 # --------------------------------------------------------------------------- sanitising
 
 

@@ -453,12 +453,14 @@ def test_a_peer_that_half_closes_after_a_line_is_removed_and_its_line_delivered(
     wait_for_threads(server, base_threads(server) + 1)
 
 
-def test_a_peer_that_half_closes_mid_line_is_removed_and_the_fragment_dropped(
+def test_a_peer_that_half_closes_mid_line_is_removed_and_its_last_line_delivered(
     server: ServerProcess, join: Join
 ) -> None:
     alice, peer = join(server, 2)
-    peer.send(f"no newline {marker()}".encode())
+    word = marker()
+    peer.send(f"no newline {word}".encode())
     peer.sock.shutdown(socket.SHUT_WR)
+    alice.next_line_is(rf"^{peer.name}: no newline {word}$")  # the end of input ends it
     alice.next_line_is(rf"^\* {peer.name} left$")
     peer.expect_eof()
     wait_for_threads(server, base_threads(server) + 1)
@@ -500,6 +502,9 @@ def test_a_peer_whose_process_dies_mid_line_is_removed_cleanly(
         if peer.poll() is None:
             peer.kill()
             peer.wait(DEADLINE)
+    # It had read all it was sent, so its kernel closes with a FIN, as a half-close would
+    # (a reset, with unread data, would lose the line): the end of input ends the line.
+    alice.next_line_is(rf"^{name}: half a line that never ends$")
     alice.next_line_is(rf"^\* {name} left$")
     wait_for_threads(server, base_threads(server) + 1)
 
