@@ -33,10 +33,9 @@ from section_a.room import peer_name
 
 logger = logging.getLogger("chat")
 
-# Out of descriptors or memory: the pending connection waits in the kernel's queue,
-# so back off and accept again later, rather than spin on an error that will repeat.
-CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-ACCEPT_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
+# A peer that gave up while it waited in the kernel's queue: not an error of ours.
+PEER_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
+ACCEPT_BACKOFF = 0.1  # seconds between accept attempts after any other accept error
 LOG_EVERY = 1.0  # seconds between two log lines about the same accept error
 
 
@@ -85,13 +84,11 @@ class ThreadedServer:
                 self._threads.discard(threading.current_thread())
 
     def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno in CAPACITY_ERRNOS:
-            self._complain("accept: %s; retrying every %.1fs", exc.strerror, ACCEPT_BACKOFF)
-            time.sleep(ACCEPT_BACKOFF)
-        elif exc.errno not in (errno.ECONNABORTED, errno.EPROTO):
-            # A peer that gave up while queued is not an error; anything else is unexpected
-            # but must not kill the server: log it, and do not spin on it either.
-            self._complain("accept: %s", exc)
+        if exc.errno not in PEER_GONE:
+            # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or anything
+            # unexpected: accepting again at once would fail again and spin a core, so
+            # the pending connection waits in the kernel's queue while we back off.
+            self._complain("accept: %s; retrying every %.1fs", exc.strerror or exc, ACCEPT_BACKOFF)
             time.sleep(ACCEPT_BACKOFF)
 
     def _complain(self, message: str, *args: object) -> None:
