@@ -8,19 +8,11 @@
     stop()   wakes the accept thread (a byte on a wake-up socket), which closes the listeners;
              wakes every connection thread (shutdown of its socket); joins them all.
 
-A proactor (Schmidt et al., POSA2) separates starting an operation from completing it:
-an *initiator* starts an asynchronous operation and returns at once; an *asynchronous
-operation processor* performs it; a *completion dispatcher* hands each completed operation
-to the *completion handler* registered for it. Here the operation is "accept a connection":
-the initiator is the code that calls add_listener() and start(); the processor is the
-kernel's listen backlog together with the accept thread; the dispatcher is the accept thread,
-which starts a new thread for each accepted connection; the completion handler is the
-`handler(conn, addr)` given with the listener, run in that thread.
-
-A reactor differs in what it reports: readiness ("this socket can be read without
-blocking"), and the handler then does the I/O itself, without blocking, in the reactor's one
-thread. A proactor reports completion ("here is your connection"), so its handlers may block:
-each has a thread of its own. (Inside, the accept thread is a tiny reactor over the listeners.)
+A proactor (Schmidt et al., POSA2) reports the *completion* of an operation ("here is
+your connection") to a handler, where a reactor reports *readiness* ("this socket can
+be read") and leaves the I/O to its handler. Here the operation is accepting; each
+completed one gets a thread of its own, so handlers may block. docs/proactor.md maps
+the pattern's roles onto this code.
 
 Threads: 1 accept thread per Proactor, plus 1 per live connection; nothing else.
 
@@ -70,15 +62,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeAlias
 
-__all__ = [
-    "Address",
-    "Handler",
-    "Proactor",
-    "peer_name",
-    "start_proactor",
-    "stop_proactor",
-    "wake_blocked",
-]
+__all__ = ["Address", "Handler", "Proactor", "peer_name", "start_proactor", "stop_proactor",
+           "wake_blocked"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -92,20 +77,10 @@ CAPACITY_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
 CAPACITY_LOG_INTERVAL = 1.0  # seconds; the capacity warning is logged at most this often
 # That connection died before we took it, or (Linux, see accept(2)) accept() reports a
 # pending network error of the new connection: the listener itself is fine.
-RETRY_ERRNOS = frozenset(
-    {
-        errno.ECONNABORTED,
-        errno.EPROTO,
-        errno.EPERM,
-        errno.ENETDOWN,
-        errno.ENOPROTOOPT,
-        errno.EHOSTDOWN,
-        errno.ENONET,
-        errno.EHOSTUNREACH,
-        errno.EOPNOTSUPP,
-        errno.ENETUNREACH,
-    }
-)
+RETRY_ERRNOS = frozenset({
+    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
+    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH,
+})  # fmt: skip
 REFUSE_TIMEOUT = 1.0  # seconds on_refused may spend on a socket: it runs in the accept thread
 
 
@@ -317,10 +292,8 @@ class Proactor:
             self._refuse(conn, addr)
             return
         # Started without the lock: start() waits until the new thread runs, and threads
-        # that end meanwhile need the lock to leave. (Held across start(), it cost a churn
-        # of short connections 3 context switches each, and 15 % of its rate.) stop() may
-        # see this thread before it is started: it joins the accept thread first, and
-        # skips a thread that never started (see stop()).
+        # that end meanwhile need the lock to leave. stop() may see this thread before it
+        # is started: it joins the accept thread first, and skips one that never started.
         try:
             thread.start()
         except RuntimeError:  # "can't start new thread": out of memory, or a ulimit
