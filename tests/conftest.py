@@ -7,9 +7,11 @@ server module in SERVERS: the two stages are held to the same behaviour.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from section_a.outbox import Flusher
 from tests.pty_client import PtyClient, Spawn
@@ -22,6 +24,15 @@ SERVERS = [
 ]
 
 StartServer = Callable[..., ServerProcess]
+
+# Property tests run the same examples on every run, here and in CI ("hypothesis fuzzing
+# with a fixed seed", README: Reliability), with no example database to carry between
+# runs. The deadline is for a loaded 2-core machine: an example takes well under a
+# millisecond here, so one that takes a second is a bug (say, quadratic), not the load.
+settings.register_profile(
+    "fixed-seed", derandomize=True, database=None, deadline=timedelta(seconds=1)
+)
+settings.load_profile("fixed-seed")
 
 
 @pytest.fixture(params=SERVERS)

@@ -65,12 +65,6 @@ RECENT = 16  # lines of the server's own that a client keeps, for assertions and
 # room rightly cuts. A fixed buffer, set before connect, gives every reader the same window.
 READER_RCVBUF = 1024 * 1024
 
-# Threads a server has besides its one thread per client.
-SERVER_THREADS = {
-    "section_a.server": 2,  # main (accepts) + the room's flusher
-    "section_c.server": 3,  # main + the proactor's accept thread + the room's flusher
-}
-
 _STAMPED = re.compile(rb"~L(\d{5}):(\d{7}):(\d{19}):")
 _WELCOME = re.compile(rb"^\* welcome, (\S+)\.")
 _STARTED = (0, errno.EINPROGRESS)  # a non-blocking connect that is done, or under way

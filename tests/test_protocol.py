@@ -32,25 +32,19 @@ from section_a.protocol import (
     parse,
     sanitise,
 )
+from tests.promises import MAX_NAME, NEVER_RAW, WELCOME_NAMES
 from tests.servers import assert_terminal_safe
 
 pytestmark = pytest.mark.stage_a
 
-# Reproducible and quick: the same examples on every run, and no example database in the repo.
-PROPERTY = settings(derandomize=True, database=None, max_examples=150, deadline=None)
+# More examples than the default: these rules are the protocol's. Reproducible (a fixed
+# seed, no example database) by the profile tests/conftest.py loads for every test.
+PROPERTY = settings(max_examples=150)
 
-# Characters that must never reach a terminal raw: C0, DEL, C1, bidirectional overrides.
-FORBIDDEN = frozenset(
-    chr(c)
-    for c in (
-        *range(0x20),
-        0x7F,
-        *range(0x80, 0xA0),
-        *range(0x202A, 0x202F),
-        *range(0x2066, 0x206A),
-    )
-)
-NAME_PATTERN = rf"[A-Za-z][A-Za-z0-9_-]{{0,{protocol.NAME_MAX - 1}}}"
+# Characters that must never reach a terminal raw, from their definitions (tests/promises.py):
+# every control character (Cc) and every bidi formatting character of UAX #9.
+FORBIDDEN = NEVER_RAW
+NAME_PATTERN = rf"[A-Za-z][A-Za-z0-9_-]{{0,{MAX_NAME - 1}}}"
 
 # Streams rich in what framing cares about: CR, LF, CR LF, and bytes of a split UTF-8 "é".
 framing_bytes = st.lists(
@@ -64,12 +58,7 @@ printable_text = st.text(
 spoken_text = printable_text.filter(lambda t: t.strip() != "")
 trimmed_text = spoken_text.map(str.strip).filter(lambda t: t != "")
 # Text and bytes where the forbidden characters are common, not one in a million.
-forbidden_chars = st.one_of(
-    [
-        st.integers(lo, hi)
-        for lo, hi in ((0, 0x1F), (0x7F, 0x9F), (0x202A, 0x202E), (0x2066, 0x2069))
-    ]
-).map(chr)
+forbidden_chars = st.sampled_from(sorted(FORBIDDEN))
 hostile_text = st.text(st.one_of(forbidden_chars, st.characters()), max_size=60)
 hostile_bytes = st.lists(
     st.one_of(forbidden_chars.map(str.encode), st.binary(max_size=4)), max_size=20
@@ -376,9 +365,7 @@ def test_a_formatted_line_frames_and_decodes_back_to_its_text(name: str, text: s
 # --------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize(
-    "name", ["alice", "Bob", "x", "guest-7", "a_b-c9", "z" * protocol.NAME_MAX]
-)
+@pytest.mark.parametrize("name", ["alice", "Bob", "x", "guest-7", "a_b-c9", "z" * MAX_NAME])
 def test_a_good_name_has_no_problem(name: str) -> None:
     assert protocol.name_problem(name) is None
 
@@ -387,7 +374,7 @@ def test_a_good_name_has_no_problem(name: str) -> None:
     "name",
     [
         "",
-        "z" * (protocol.NAME_MAX + 1),
+        "z" * (MAX_NAME + 1),
         "9lives",
         "-dash",
         "two words",
@@ -448,9 +435,9 @@ def test_every_line_the_server_writes_is_marked_with_a_star() -> None:
 
 
 def test_the_welcome_names_at_most_a_hundred_others() -> None:
-    others = [f"guest-{n}" for n in range(2, 2 + protocol.WELCOME_NAMES + 5)]
+    others = [f"guest-{n}" for n in range(2, 2 + WELCOME_NAMES + 5)]
     line = protocol.welcome("guest-1", others).decode()
-    assert others[protocol.WELCOME_NAMES - 1] in line
-    assert f"{others[protocol.WELCOME_NAMES]}," not in line
+    assert others[WELCOME_NAMES - 1] in line
+    assert f"{others[WELCOME_NAMES]}," not in line
     assert "and 5 more (/who lists everyone)" in line
     assert protocol.welcome("guest-1", others[:3]).decode().count("guest-") == 4

@@ -21,6 +21,7 @@ from uuid import uuid4
 
 import pytest
 
+from tests.promises import BASE_THREADS, STOP_WITHIN
 from tests.servers import (
     ROOT,
     LineClient,
@@ -37,12 +38,6 @@ pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 StartServer = Callable[..., ServerProcess]
 Join = Callable[..., list[LineClient]]
 
-# Threads a server runs with no client connected (each client adds one).
-BASE_THREADS = {
-    "section_a.server": 2,  # main (accepts) + the room's flusher
-    "section_c.server": 3,  # main + the proactor's accept thread + the room's flusher
-}
-STOP_WITHIN = 2.0  # seconds from SIGINT/SIGTERM to exit: a stated requirement
 SIGNALS = [
     pytest.param(signal.SIGINT, id="SIGINT"),
     pytest.param(signal.SIGTERM, id="SIGTERM"),

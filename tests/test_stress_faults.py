@@ -16,10 +16,8 @@ from collections.abc import Callable
 
 import pytest
 
-from section_a.protocol import MAX_LINE
 from tests.conftest import StartServer
 from tests.load import (
-    SERVER_THREADS,
     SIZES,
     Swarm,
     load_line,
@@ -27,6 +25,7 @@ from tests.load import (
     read_until_eof,
     stuck_reader,
 )
+from tests.promises import BASE_THREADS, DEFAULT_MAX_LINE, STOP_WITHIN
 from tests.servers import LineClient
 from tests.support import rss_bytes, thread_count
 
@@ -34,7 +33,6 @@ pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
 RecordProperty = Callable[[str, object], None]  # the record_property fixture
 
 SETTLE = 10.0  # seconds for the server to notice clients that left
-STOP_WITHIN = 2.0  # seconds from a signal to the server's exit
 TEXT = "héllo wörld ✓ 𝄞 ünïcode"  # 2-, 3- and 4-byte characters
 LINES = 100
 BACKLOG_LINES = 9000  # ~650 KiB for a stuck reader: far past its window, under --sendq
@@ -91,14 +89,14 @@ def test_a_line_at_the_limit_passes_and_one_byte_over_is_refused(
 ) -> None:
     server = start_server()
     sender, receiver = pair(server.address)
-    at_limit = "é" * (MAX_LINE // 2)  # MAX_LINE bytes: the limit counts bytes, not characters
+    at_limit = "é" * (DEFAULT_MAX_LINE // 2)  # as many bytes: the limit counts bytes
     try:
         for ending in ("\n", "\r\n"):
             sender.send((at_limit + ending).encode())
             assert receiver.read_line() == f"{sender.name}: {at_limit}"
-            sender.send(("a" * MAX_LINE + ending).encode())
-            assert receiver.read_line() == f"{sender.name}: {'a' * MAX_LINE}"
-            for over in (at_limit + "a", "a" * (MAX_LINE + 1)):
+            sender.send(("a" * DEFAULT_MAX_LINE + ending).encode())
+            assert receiver.read_line() == f"{sender.name}: {'a' * DEFAULT_MAX_LINE}"
+            for over in (at_limit + "a", "a" * (DEFAULT_MAX_LINE + 1)):
                 sender.send((over + ending).encode())
                 sender.next_line_is(r"^\* error: line too long")
             sender.say("after the long ones")
@@ -135,7 +133,7 @@ def test_a_flood_without_newline_keeps_memory_bounded_and_is_served_after_it(
 
 def test_peers_that_reset_mid_line_are_removed_cleanly(start_server: StartServer) -> None:
     server = start_server()
-    base = SERVER_THREADS[server.module]
+    base = BASE_THREADS[server.module]
     with Swarm(server.address) as swarm:
         alice, bob, *peers = swarm.connect(12)
         swarm.sync()
@@ -152,7 +150,7 @@ def test_peers_that_reset_mid_line_are_removed_cleanly(start_server: StartServer
 
 def test_a_half_closed_peer_gets_its_line_out_and_is_removed(start_server: StartServer) -> None:
     server = start_server()
-    base = SERVER_THREADS[server.module]
+    base = BASE_THREADS[server.module]
     with Swarm(server.address) as swarm:
         watcher, peer = swarm.connect(2)
         swarm.sync()
@@ -171,7 +169,7 @@ def test_peers_that_vanish_during_a_broadcast_are_removed_cleanly(
     start_server: StartServer,
 ) -> None:
     server = start_server()
-    base = SERVER_THREADS[server.module]
+    base = BASE_THREADS[server.module]
     with Swarm(server.address) as swarm:
         clients = swarm.connect(30)
         swarm.sync()

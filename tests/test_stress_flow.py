@@ -27,7 +27,6 @@ from tests.conftest import StartServer
 from tests.load import (
     LINE_SIZE,
     READER_RCVBUF,
-    SERVER_THREADS,
     SIZES,
     Delivery,
     Swarm,
@@ -35,6 +34,7 @@ from tests.load import (
     read_until_eof,
     stuck_reader,
 )
+from tests.promises import BASE_THREADS
 from tests.servers import ServerProcess, run_server_once
 from tests.support import thread_count, wait_for
 
@@ -190,7 +190,7 @@ def test_a_room_that_lags_as_a_whole_slows_its_senders_and_loses_nothing(
     start_server: StartServer, record_property: RecordProperty, clients: int, lines: int
 ) -> None:
     server = start_server()
-    base = SERVER_THREADS[server.module]
+    base = BASE_THREADS[server.module]
     failed: list[str] = []
     rates: list[float] = []
     for run in range(1, SIZES.congestion_runs + 1):
