@@ -14,11 +14,12 @@ all read equally fast.
 
 from __future__ import annotations
 
-import functools
 import re
 import select
 import socket
+import statistics
 import time
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -34,8 +35,8 @@ from tests.load import (
     read_until_eof,
     stuck_reader,
 )
-from tests.promises import BASE_THREADS
-from tests.servers import ServerProcess, run_server_once
+from tests.promises import BASE_THREADS, DEFAULT_BURST
+from tests.servers import LineClient, ServerProcess
 from tests.support import thread_count, wait_for
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
@@ -113,28 +114,62 @@ def test_a_slow_reader_under_the_limit_is_never_cut(start_server: StartServer) -
 # --------------------------------------------------------------------------- flood control
 
 
-@functools.cache
-def server_help(module: str) -> str:
-    return run_server_once(module, "--help").stdout
+RATE_LIMIT = 20  # --rate in the flood-control tests: a line every 50 ms once the burst is spent
+RATE_SLACK = 0.15  # the measured rate may be this far off either way: 17 to 23 lines/s
 
 
-def needs_flood_control(module: str) -> None:
-    if "--rate" not in server_help(module):
-        pytest.skip(f"{module} has no --rate option yet: flood control is not implemented")
-
-
-def test_lines_over_the_rate_are_delayed_not_lost(
-    start_server: StartServer, server_module: str
+@pytest.mark.parametrize(
+    ("burst", "lines"), [(5, 60), (None, DEFAULT_BURST + 20)], ids=["burst-5", "default-burst"]
+)
+def test_a_burst_passes_at_once_then_lines_pass_at_the_rate_and_none_is_lost(
+    start_server: StartServer, burst: int | None, lines: int
 ) -> None:
-    needs_flood_control(server_module)
-    rate, burst, lines = 20, 5, 60
-    server = start_server("--rate", str(rate), "--burst", str(burst))
-    with Swarm(server.address) as swarm:
-        sender, receiver = swarm.connect(2)
-        delivery = swarm.fan_out([sender], lines, receivers=[receiver])
-    assert_everything_arrived(delivery)
-    least = (lines - burst) / rate
-    assert least * 0.9 <= delivery.elapsed < lines / rate + 2.0, delivery.summary()
+    """`--rate R --burst B`: B lines at once, then one every 1/R s, every line in order.
+
+    Measured from the time each line arrives at a reader that does nothing else, against
+    the time they were all sent at once:
+
+    - the burst is the lines that arrived sooner than 1/R after the send. No later line
+      can (the server may let line B+k go k/R after it read the lines, no sooner), so more
+      than B is a bug; fewer means the first B did not go at once (or the machine stalled
+      the server for 50 ms);
+    - line B+k arrives no sooner than k/R after the send (a bucket that refills too fast);
+    - the rate is the slope of a straight line fitted to the arrival times after the burst:
+      within 15 % of R, so 12/s or 25/s fails, while a few lines late (a loaded machine)
+      hardly move it.
+
+    Without --burst, the burst is the README's default (10).
+    """
+    expected_burst = DEFAULT_BURST if burst is None else burst
+    options = ["--rate", str(RATE_LIMIT)] + ([] if burst is None else ["--burst", str(burst)])
+    server = start_server(*options)
+    sender, receiver = LineClient(server.address), LineClient(server.address)
+    try:
+        sender.next_line_is(rf"^\* {receiver.name} joined$")  # the receiver is in the room
+        texts = [f"rated {k:03d} {uuid.uuid4().hex[:8]}" for k in range(lines)]
+        sent = time.monotonic()
+        sender.send("".join(text + "\n" for text in texts).encode())
+        arrivals = []
+        for text in texts:
+            receiver.next_line_is(rf"^{sender.name}: {text}$")  # every one, in order
+            arrivals.append(time.monotonic() - sent)
+    finally:
+        sender.close()
+        receiver.close()
+    period = 1 / RATE_LIMIT
+    shown = ", ".join(f"{t * 1000:.0f}" for t in arrivals)
+    at_once = sum(1 for t in arrivals if t < period)
+    assert at_once == expected_burst, (
+        f"{at_once} lines in the first {period * 1000:.0f} ms: {shown}"
+    )
+    early = [k for k, t in enumerate(arrivals[expected_burst:], 1) if t < k * period - 0.001]
+    assert not early, f"lines {early} after the burst came sooner than the rate allows: {shown}"
+    after = arrivals[expected_burst:]
+    slope, _ = statistics.linear_regression(range(len(after)), after)
+    measured = 1 / slope
+    assert abs(measured / RATE_LIMIT - 1) <= RATE_SLACK, (
+        f"{measured:.1f} lines/s after the burst, not {RATE_LIMIT}: {shown}"
+    )
 
 
 def flood(sock: socket.socket, total: int, timeout: float) -> str:
@@ -157,24 +192,36 @@ def flood(sock: socket.socket, total: int, timeout: float) -> str:
     return "sent"
 
 
-def test_a_client_that_floods_past_its_input_backlog_is_cut(
-    start_server: StartServer, server_module: str
-) -> None:
+def test_a_client_that_floods_past_its_input_backlog_is_cut(start_server: StartServer) -> None:
     # Assumed: over the rate the server reads ahead and queues a client's lines, at most
     # --sendq bytes of them (as for output), and cuts a client whose queue passes that.
-    needs_flood_control(server_module)
     server = start_server("--rate", "20", "--burst", "5", "--sendq", str(SMALL_SENDQ))
     with Swarm(server.address) as swarm:
         [watcher] = swarm.connect(1)
         flooder = stuck_reader(server.address, rcvbuf=0)  # the default window: it just never reads
+        swarm.run_until(lambda: watcher.notices >= 2, "the watcher to see the flooder join")
+        joined = re.fullmatch(rb"\* (\S+) joined", watcher.recent[-1])
+        assert joined, watcher.recent
+        name = joined.group(1)
         ended = flood(flooder, FLOOD_BYTES, timeout=SETTLE)
         assert ended != "blocked", "the server stopped reading the flooder instead of cutting it"
         if ended == "sent":
             read_until_eof(flooder, SETTLE)
         flooder.close()
-        swarm.run_for(0.1)
-        assert not watcher.eof, "the watcher was cut along with the flooder"
-    assert re.search(r" left .*(input|flood|rate|backlog)", server.stderr())
+        # The watcher is told that the flooder, and no one else, left for flooding ...
+        cut = re.compile(rb"^\* " + re.escape(name) + rb" left \(.*(input|flood|rate|backlog)")
+        swarm.run_until(
+            lambda: watcher.eof or any(cut.match(line) for line in watcher.recent),
+            "the watcher to be told the flooder was cut",
+        )
+        assert not watcher.eof, f"the watcher was cut along with the flooder: {watcher.recent}"
+        swarm.sync([watcher])  # ... and is still served
+        assert not watcher.eof
+        log = wait_for(
+            lambda: [line for line in server.stderr().splitlines() if " left " in line],
+            "the server to log the cut",
+        )
+    assert len(log) == 1 and name.decode() in log[0], log
 
 
 # --------------------------------------------------------------------------- congestion
