@@ -138,15 +138,6 @@ def _family(address: Address) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
 
 
-def peak_rss_bytes(pid: int) -> int:
-    """The most resident memory process `pid` ever had (VmHWM), in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM: line in /proc/{pid}/status")
-
-
 # --------------------------------------------------------------------------- sizes
 
 
