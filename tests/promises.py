@@ -20,6 +20,16 @@ import unicodedata
 # ------------------------------------------------------------------ the protocol
 MAX_NAME = 24  # "The protocol": /nick NAME, "1-24 letters, digits, `-`, `_`"
 NOTICE_WITHIN = 0.050  # "Stage A": joins and leaves "wait for the next line, or 50 ms at most"
+# "The protocol": the command table, in its order, as /help lists them too.
+README_COMMANDS = (
+    "/nick NAME",
+    "/who",
+    "/msg NAME TEXT",
+    "/me ACTION",
+    "/help",
+    "/quit",
+    "//TEXT",
+)
 # Not in the README, but promised by the welcome line itself ("and N more (/who lists
 # everyone)") and by section_a/protocol.py's docstring of welcome(): a hundred names at most.
 WELCOME_NAMES = 100

@@ -29,6 +29,7 @@ from tests.promises import (
     DEFAULT_PORT,
     DEFAULT_SENDQ,
     EXIT_USAGE,
+    README_COMMANDS,
 )
 from tests.servers import ROOT, run_server_once
 from tests.support import DEADLINE
@@ -153,6 +154,12 @@ def test_help_lists_every_option_of_the_readme_table(server_module: str) -> None
     listed = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", help_text(server_module)))
     missing = [option for option, _ in readme_options() if option not in listed]
     assert not missing, f"{server_module} --help lacks {missing}, which the README lists"
+
+
+def test_the_readme_command_table_is_the_promised_one() -> None:
+    section = README.read_text().split("## The protocol", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"^\| `(/[^`]*)` \|", section, re.MULTILINE)
+    assert tuple(commands) == README_COMMANDS
 
 
 def test_the_readme_table_states_the_promised_defaults() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -32,7 +33,7 @@ from section_a.protocol import (
     parse,
     sanitise,
 )
-from tests.promises import MAX_NAME, NEVER_RAW, WELCOME_NAMES
+from tests.promises import MAX_NAME, NEVER_RAW, README_COMMANDS, WELCOME_NAMES
 from tests.servers import assert_terminal_safe
 
 pytestmark = pytest.mark.stage_a
@@ -326,6 +327,15 @@ def test_a_command_with_bad_arguments_is_invalid_with_its_usage(line: str) -> No
     assert command.reason.startswith("usage: /")
 
 
+@pytest.mark.parametrize(
+    ("line", "usage"),
+    [("/nick", "/nick NAME"), ("/msg bob", "/msg NAME TEXT"), ("/me", "/me ACTION")],
+)
+def test_the_usage_given_is_the_commands_own_as_the_readme_writes_it(line: str, usage: str) -> None:
+    assert usage in README_COMMANDS
+    assert parse(line) == Invalid(f"usage: {usage}")
+
+
 @pytest.mark.parametrize("line", ["/frobnicate", "/", "/ nick bob", "/nickname bob"])
 def test_an_unknown_command_is_invalid_and_points_to_help(line: str) -> None:
     command = parse(line)
@@ -432,6 +442,64 @@ def test_every_line_the_server_writes_is_marked_with_a_star() -> None:
     ):
         assert line.startswith(b"* ") and line.endswith(b"\n") and line.count(b"\n") == 1
     assert protocol.error("x").startswith(b"* error: ")
+
+
+# Called in the test, not here: mutation testing swaps the code after collection.
+FORMATS = [
+    (protocol.message, ("alice", "hi there"), b"alice: hi there\n"),
+    (protocol.whisper, ("alice", "psst"), b"alice (private): psst\n"),
+    (protocol.action, ("alice", "waves"), b"* alice waves\n"),
+    (protocol.joined, ("bob",), b"* bob joined\n"),
+    (protocol.left, ("bob",), b"* bob left\n"),
+    (protocol.left, ("bob", ""), b"* bob left\n"),
+    (protocol.left, ("bob", "quit"), b"* bob left (quit)\n"),
+    (protocol.renamed, ("guest-3", "carol"), b"* guest-3 is now carol\n"),
+    (protocol.notice, ("here now (1): bob",), b"* here now (1): bob\n"),
+    (protocol.error, ("no such name",), b"* error: no such name\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("format_line", "args", "wire"), FORMATS, ids=[wire.decode().strip() for *_, wire in FORMATS]
+)
+def test_each_line_is_written_as_the_readme_shows_it(
+    format_line: Callable[..., bytes], args: tuple[str, ...], wire: bytes
+) -> None:
+    assert format_line(*args) == wire
+
+
+def test_the_servers_fixed_lines() -> None:
+    assert (protocol.BYE, protocol.SHUTTING_DOWN) == (b"* bye\n", b"* server shutting down\n")
+
+
+def test_the_welcome_is_one_exact_line() -> None:
+    assert protocol.welcome("guest-1", []) == (
+        b"* welcome, guest-1. here now: nobody else. type /help for the commands\n"
+    )
+    assert protocol.welcome("guest-3", ["alice", "bob"]) == (
+        b"* welcome, guest-3. here now: alice, bob. type /help for the commands\n"
+    )
+
+
+def test_the_help_is_a_header_then_one_aligned_line_per_command_of_the_readme() -> None:
+    header, *lines = protocol.help_text().decode().splitlines()
+    assert header == "* commands:"
+    usages = [line[4:].split("  ")[0] for line in lines]
+    assert usages == list(README_COMMANDS), lines
+    assert all(line.startswith("*   /") for line in lines), "usages start the line, left-aligned"
+    columns = {len(line) - len(line[4:].split("  ", 1)[1].lstrip()) for line in lines}
+    assert len(columns) == 1, f"the meanings start in different columns: {lines}"
+
+
+def test_a_new_framer_holds_nothing() -> None:
+    assert LineFramer().pending == 0
+
+
+def test_the_welcome_names_exactly_a_hundred_others_without_more() -> None:
+    others = [f"guest-{n}" for n in range(2, 2 + WELCOME_NAMES)]
+    line = protocol.welcome("guest-1", others).decode()
+    assert line.count("guest-") == 1 + WELCOME_NAMES
+    assert "more" not in line
 
 
 def test_the_welcome_names_at_most_a_hundred_others() -> None:
