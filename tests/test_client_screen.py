@@ -197,7 +197,7 @@ def test_a_hostile_server_cannot_drive_the_terminal_either(spawn: Spawn) -> None
             assert_harmless(client, before, row, "^[[?25l^[[?1049h^[[6n hidden?")
             assert client.screen.cursor.hidden is False
     client.wait_line(r"^-- the server closed the connection$")
-    client.expect_exit(3)
+    client.expect_exit(EXIT_SERVER_GONE)
 
 
 def test_accents_and_emoji_are_shown_intact(
