@@ -28,6 +28,7 @@ help:
 	@echo "  make stress      the stress suite at full size (long)"
 	@echo "  make bench       A, C and an asyncio baseline side by side (~15 min)"
 	@echo "  make lint        ruff and mypy"
+	@echo "  make mutate      mutation testing of section_a/protocol.py (mutmut; docs/mutation.md)"
 	@echo "  make clean       remove $(VENV) and caches"
 
 # The venv is a stamp that depends on the pinned requirements: a failed install
@@ -114,7 +115,22 @@ lint: $(STAMP)
 	$(VPY) -m ruff format --check .
 	$(VPY) -m mypy
 
-.PHONY: clean
+# Mutation testing, not run by CI (a few minutes): mutmut changes section_a/protocol.py one
+# mutant at a time and runs tests/test_protocol.py against each. It works in a copy under
+# build/ (which git ignores), where its mutants/ and results stay between runs.
+.PHONY: mutate
+mutate: $(STAMP)
+	rm -rf build/mutate/section_a build/mutate/tests
+	mkdir -p build/mutate
+	cp -R section_a tests conftest.py pyproject.toml build/mutate/
+	cd build/mutate && $(abspath $(VPY)) -m mutmut run > run.log 2>&1 \
+		|| { tail -20 run.log; echo "mutmut failed: see build/mutate/run.log"; exit 1; }
+	@cd build/mutate && $(abspath $(VPY)) -m mutmut results --all true \
+		| awk '{n++; s[$$NF]++} END {for (k in s) print "  " k, s[k]; \
+		printf "  %d mutants, %.1f %% killed (timeouts count as killed)\n", n, \
+		100 * (s["killed"] + s["timeout"]) / n}'
+	@echo "Not killed (docs/mutation.md says which are equivalent):"
+	@cd build/mutate && $(abspath $(VPY)) -m mutmut results
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

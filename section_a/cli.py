@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import resource
 import signal
@@ -32,7 +33,20 @@ STACK_SIZE = 256 * 1024  # bytes of stack per client thread: a client thread nee
 RECVQ = 1024 * 1024  # bytes of a client's lines that --rate may hold back
 
 
+# The range of each numeric option. The limits are far past any use here (a value past
+# them is a typo), and keep the arithmetic done with them sane: a --rate of 1e-300
+# would mean a wait of 1e300 seconds, which no timeout can hold.
+PORTS = (0, 65535)
+MAX_CLIENTS_RANGE = (1, 1_000_000)
+MAX_LINE_RANGE = (1, 1024 * 1024)  # 1 MiB: the framer holds one line of it per client
+SENDQ_RANGE = (1, 1024 * 1024 * 1024)  # 1 GiB per client
+BURST_RANGE = (1, 1_000_000)
+RATE_RANGE = (0.001, 1_000_000.0)  # lines a second, or 0: off
+DEFAULT_BURST = 10
+
+
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The options both servers take; a bad value is one line and exit status 2 (argparse)."""
     parser = argparse.ArgumentParser(
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -42,37 +56,50 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
     parser.add_argument(
-        "--port", type=port, default=DEFAULT_PORT, help="port to listen on; 0 takes a free one"
+        "--port",
+        type=whole(*PORTS),
+        default=DEFAULT_PORT,
+        help=f"port to listen on, {span(PORTS)}; 0 takes a free one",
     )
     parser.add_argument(
-        "--max-clients", type=positive, default=room.MAX_CLIENTS, help="clients served at once"
+        "--max-clients",
+        type=whole(*MAX_CLIENTS_RANGE),
+        default=room.MAX_CLIENTS,
+        help=f"clients served at once, {span(MAX_CLIENTS_RANGE)}",
     )
     parser.add_argument(
-        "--max-line", type=positive, default=protocol.MAX_LINE, help="longest line, in bytes"
+        "--max-line",
+        type=whole(*MAX_LINE_RANGE),
+        default=protocol.MAX_LINE,
+        help=f"longest line, in bytes, {span(MAX_LINE_RANGE)}",
     )
     parser.add_argument(
         "--sendq",
-        type=positive,
+        type=whole(*SENDQ_RANGE),
         default=lag.SENDQ,
-        help="bytes waiting for a client before the room waits for it (a client that stops "
-        "reading is then disconnected)",
+        help="bytes waiting for a client before what others say waits for it (one that "
+        "stopped reading is then disconnected), " + span(SENDQ_RANGE),
     )
     parser.add_argument(
         "--rate",
-        type=float,
+        type=rate,
         default=0.0,
         metavar="LINES/S",
         help="flood control: lines a second each client may send (over it, its lines wait; "
-        "past --recvq bytes waiting, it is disconnected); 0: off",
+        f"past --recvq bytes waiting, it is disconnected), {span(RATE_RANGE)}; 0: off",
     )
     parser.add_argument(
         "--recvq",
-        type=positive,
+        type=whole(*SENDQ_RANGE),
         default=RECVQ,
-        help="with --rate: bytes of a client's lines that may wait for their turn",
+        help="with --rate: bytes of a client's lines that may wait for their turn, "
+        + span(SENDQ_RANGE),
     )
     parser.add_argument(
-        "--burst", type=positive, default=10, help="with --rate: lines a client may send at once"
+        "--burst",
+        type=whole(*BURST_RANGE),
+        default=DEFAULT_BURST,
+        help=f"with --rate: lines a client may send at once, {span(BURST_RANGE)}",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -85,17 +112,42 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     return args
 
 
-def port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {value}")
-    return value
+def span(bounds: tuple[float, float]) -> str:
+    """`1 to 1,000,000`: a range as --help states it."""
+    low, high = bounds
+    return f"{low:,g} to {high:,.0f}" if isinstance(low, float) else f"{low:,} to {high:,}"
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+def whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`, or one line saying why not."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number from {low:,} to {high:,}, not {text!r}"
+            ) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:,} to {high:,}, not {text.strip()}")
+        return value
+
+    return check
+
+
+def rate(text: str) -> float:
+    """An argparse type for --rate: 0 (off), or a finite number of lines a second in range."""
+    low, high = RATE_RANGE
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if value == 0:
+        return 0.0
+    if not low <= value <= high:  # also false for nan; inf is over the top
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (off) or {low:g} to {high:,.0f} lines a second, not {text!r}"
+        )
     return value
 
 

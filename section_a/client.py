@@ -272,10 +272,20 @@ def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
             inbox.close()  # not under a receiver that might still write a wake-up
 
 
+PORTS = (1, 65535)  # a server's port: 0 is no port to connect to
+
+
 def port_number(text: str) -> int:
-    port = int(text)
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"a port is 1 to 65535, not {port}")
+    """An argparse type: a port to connect to, or one line saying why not."""
+    low, high = PORTS
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from {low} to {high:,}, not {text!r}"
+        ) from None
+    if not low <= port <= high:
+        raise argparse.ArgumentTypeError(f"must be {low} to {high:,}, not {text.strip()}")
     return port
 
 
@@ -298,7 +308,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--host", default=DEFAULT_HOST, help="the server's address (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=port_number, default=DEFAULT_PORT, help="its port (default: %(default)s)"
+        "--port",
+        type=port_number,
+        default=DEFAULT_PORT,
+        help=f"its port, {PORTS[0]} to {PORTS[1]:,} (default: %(default)s)",
     )
     parser.add_argument("--name", type=nick, help="take this name on arrival (sends /nick)")
     parser.add_argument(

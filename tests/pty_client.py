@@ -22,6 +22,7 @@ from typing import Any
 import pexpect
 import pyte
 
+from tests.promises import EXIT_LEFT
 from tests.servers import ROOT
 from tests.support import DEADLINE, wait_for
 
@@ -177,7 +178,7 @@ class PtyClient:
         """Ctrl-D at an empty prompt (on a line with text it deletes): the client exits 0."""
         self.wait_prompt()
         self.key("ctrl-d")
-        self.expect_exit(0)
+        self.expect_exit(EXIT_LEFT)
 
     def close(self) -> None:
         if self.child.isalive():

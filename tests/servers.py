@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from tests.promises import NEVER_RAW
 from tests.support import DEADLINE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,8 +213,9 @@ class LineClient:
         self.sock.close()
 
 
-# Characters that must never reach a terminal raw: C0, DEL, C1 and the bidirectional overrides.
-TERMINAL_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+# Characters that must never reach a terminal raw: every control (Cc) and every bidi
+# formatting character, as tests/promises.py builds them from their definitions.
+TERMINAL_UNSAFE = re.compile("[" + "".join(map(re.escape, sorted(NEVER_RAW))) + "]")
 
 
 def assert_terminal_safe(line: bytes) -> None:

@@ -53,6 +53,22 @@ def rss_bytes(pid: int) -> int:
     raise AssertionError(f"no VmRSS: line in /proc/{pid}/status")
 
 
+def peak_rss_bytes(pid: int) -> int:
+    """The most resident memory process `pid` had (VmHWM), since it started or since
+    `reset_peak_rss`, in bytes: memory freed again still counts."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM: line in /proc/{pid}/status")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start `peak_rss_bytes` afresh from the resident memory of now (Linux 4.0 and later)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # 5: reset the peak resident set size (proc(5))
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU time of process `pid`, from /proc/PID/stat."""
     with open(f"/proc/{pid}/stat") as stat:

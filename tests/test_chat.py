@@ -20,7 +20,7 @@ from uuid import uuid4
 
 import pytest
 
-from section_a import protocol
+from tests.promises import BIDI_FORMATTING, DEFAULT_MAX_LINE, MAX_NAME
 from tests.servers import LineClient, ServerProcess, assert_terminal_safe, fence, join_room
 from tests.support import DEADLINE
 
@@ -30,8 +30,6 @@ Connect = Callable[..., LineClient]
 StartServer = Callable[..., ServerProcess]
 Join = Callable[[ServerProcess, int], list[LineClient]]
 ConnectTo = Callable[[ServerProcess], LineClient]
-
-DEFAULT_MAX_LINE = 8192  # the stated default of --max-line
 
 
 def marker() -> str:
@@ -346,7 +344,7 @@ def test_nick_to_a_name_taken_in_any_case_is_refused(connect: Connect) -> None:
 def test_nick_refuses_names_outside_the_length_and_charset(connect: Connect) -> None:
     alice, bob = join_room(connect, 2)
     bad = [
-        "z" * (protocol.NAME_MAX + 1),
+        "z" * (MAX_NAME + 1),
         "9lives",
         "-dash",
         "café",
@@ -366,7 +364,7 @@ def test_nick_refuses_names_outside_the_length_and_charset(connect: Connect) -> 
 def test_nick_accepts_a_name_of_the_longest_length(connect: Connect) -> None:
     alice, bob = join_room(connect, 2)
     longest = "L" + marker() * 3
-    longest = longest[: protocol.NAME_MAX].ljust(protocol.NAME_MAX, "x")
+    longest = longest[:MAX_NAME].ljust(MAX_NAME, "x")
     alice.say(f"/nick {longest}")
     alice.next_line_is(rf"^\* you are now {longest}$")
     bob.next_line_is(rf"^\* {alice.name} is now {longest}$")
@@ -657,7 +655,7 @@ HOSTILE = {
     "osc-8bit": "\u009d0;pwned\u009c".encode(),
     "bel": b"\x07\x07",
     "lone-cr": b"over\rwritten",
-    "bidi": "".join(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])).encode(),
+    "bidi": "".join(sorted(BIDI_FORMATTING)).encode(),
 }
 
 

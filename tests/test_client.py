@@ -23,6 +23,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from section_a.display import NAME_COLOURS, Painter, name_colour, wants_colour
+from tests.promises import (
+    CLIENT_THREADS,
+    EXIT_CANNOT_CONNECT,
+    EXIT_LEFT,
+    EXIT_SERVER_GONE,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_USAGE,
+)
 from tests.pty_client import Spawn, client_argv, client_env, mark
 from tests.servers import ROOT, LineClient, ServerProcess
 from tests.support import DEADLINE, thread_count
@@ -54,7 +63,7 @@ def test_two_clients_in_terminals_talk_both_ways(server: ServerProcess, spawn: S
     bob.type(f"hi alice {text}\r")
     alice.wait_line(rf"^bob: hi alice {text}$")
     alice.type("/quit\r")
-    alice.expect_exit(0)
+    alice.expect_exit(EXIT_LEFT)
     bob.leave()
 
 
@@ -71,7 +80,7 @@ def test_piped_lines_are_sent_and_the_client_exits_0(
         env=client_env(),
         timeout=DEADLINE,
     )
-    assert result.returncode == 0, result
+    assert result.returncode == EXIT_LEFT, result
     peer.expect(rf"^guest-\d+: hi {text}$")
     assert result.stdout.startswith(b"* welcome, guest-"), result
     assert b"\x1b" not in result.stdout + result.stderr, "no colour when stdout is a pipe"
@@ -82,14 +91,14 @@ def test_name_option_sends_nick_on_arrival(
 ) -> None:
     peer = connect()
     result = run_piped(client_argv(server.address, "--name", "carol"))
-    assert result.returncode == 0, result
+    assert result.returncode == EXIT_LEFT, result
     peer.expect(r"^\* guest-\d+ is now carol$")
     assert b"* you are now carol\n" in result.stdout
 
 
 def test_timestamps_prefix_every_line_with_the_time(server: ServerProcess) -> None:
     result = run_piped(client_argv(server.address, "--timestamps"))
-    assert result.returncode == 0, result
+    assert result.returncode == EXIT_LEFT, result
     assert re.match(rb"\d\d:\d\d \* welcome, guest-\d+\.", result.stdout), result.stdout
 
 
@@ -99,7 +108,7 @@ def test_the_client_has_exactly_two_threads_while_connected(
     client = spawn(client_argv(server.address))
     client.welcome()
     client.wait_prompt()
-    assert thread_count(client.pid) == 2, "the keyboard thread and the receiver, no more"
+    assert thread_count(client.pid) == CLIENT_THREADS, "the keyboard thread and the receiver"
     client.leave()
 
 
@@ -116,7 +125,7 @@ def test_a_killed_server_ends_the_client_by_itself_with_status_3(
     killed = time.monotonic()
     server.kill()
     client.wait_line(r"^-- (the server closed the connection|lost the connection)")
-    client.expect_exit(3)
+    client.expect_exit(EXIT_SERVER_GONE)
     assert time.monotonic() - killed < 2.0, "the client must notice at once, not on a timer"
 
 
@@ -143,7 +152,7 @@ def test_a_killed_server_ends_a_piped_client_too_while_its_input_stays_open(
         if client.poll() is None:
             client.kill()
             client.wait()
-    assert client.returncode == 3, (out, err)
+    assert client.returncode == EXIT_SERVER_GONE, (out, err)
     assert err == b"-- the server closed the connection\n"
 
 
@@ -156,7 +165,7 @@ def test_a_server_shutting_down_is_shown_and_ends_the_client(
     server.signal(signal.SIGTERM)
     client.wait_line(r"^\* server shutting down$")
     client.wait_line(r"^-- the server closed the connection$")
-    client.expect_exit(3)
+    client.expect_exit(EXIT_SERVER_GONE)
 
 
 def test_ctrl_d_leaves_with_status_0(
@@ -175,7 +184,7 @@ def test_quit_gets_bye_and_leaves_with_status_0(server: ServerProcess, spawn: Sp
     client.welcome()
     client.type("/quit\r")
     client.wait_line(r"^\* bye$")
-    client.expect_exit(0)
+    client.expect_exit(EXIT_LEFT)
 
 
 def test_ctrl_c_leaves_without_a_traceback_with_status_130(
@@ -186,7 +195,7 @@ def test_ctrl_c_leaves_without_a_traceback_with_status_130(
     client.type("interrupted mid-line")
     client.wait_prompt("interrupted mid-line")
     client.key("ctrl-c")
-    client.expect_exit(130)  # and no "Traceback" in what it printed
+    client.expect_exit(EXIT_SIGINT)  # and no "Traceback" in what it printed
 
 
 def test_sigterm_leaves_without_a_traceback_with_status_143(
@@ -196,7 +205,7 @@ def test_sigterm_leaves_without_a_traceback_with_status_143(
     client.welcome()
     client.wait_prompt()
     client.child.kill(signal.SIGTERM)
-    client.expect_exit(143)
+    client.expect_exit(EXIT_SIGTERM)
 
 
 def test_a_refused_connection_is_one_line_and_status_1() -> None:
@@ -204,14 +213,14 @@ def test_a_refused_connection_is_one_line_and_status_1() -> None:
         holder.bind(("127.0.0.1", 0))  # bound but not listening: a connection is refused
         port = holder.getsockname()[1]
         result = run_piped(client_argv(("127.0.0.1", port)))
-    assert result.returncode == 1
+    assert result.returncode == EXIT_CANNOT_CONNECT
     assert result.stdout == b""
     assert result.stderr.decode() == f"cannot connect to 127.0.0.1:{port}: Connection refused\n"
 
 
 def test_a_bad_command_line_is_status_2() -> None:
     result = run_piped([sys.executable, "-m", "section_a.client", "--name", "9lives"])
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert b"Traceback" not in result.stderr
     assert b"usage:" in result.stderr and b"--name" in result.stderr
 

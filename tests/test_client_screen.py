@@ -8,6 +8,7 @@ and the terminal's modes are the same after the client as before it.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
@@ -16,6 +17,7 @@ from collections.abc import Callable
 
 import pytest
 
+from tests.promises import EXIT_LEFT, EXIT_SERVER_GONE, EXIT_SIGINT, EXIT_SIGTERM
 from tests.pty_client import PROMPT, PtyClient, Spawn, client_argv, mark
 from tests.servers import LineClient, ServerProcess
 from tests.support import DEADLINE
@@ -195,7 +197,7 @@ def test_a_hostile_server_cannot_drive_the_terminal_either(spawn: Spawn) -> None
             assert_harmless(client, before, row, "^[[?25l^[[?1049h^[[6n hidden?")
             assert client.screen.cursor.hidden is False
     client.wait_line(r"^-- the server closed the connection$")
-    client.expect_exit(3)
+    client.expect_exit(EXIT_SERVER_GONE)
 
 
 def test_accents_and_emoji_are_shown_intact(
@@ -243,8 +245,21 @@ def test_a_name_keeps_its_colour_and_notices_and_errors_are_styled_apart(
 # --------------------------------------------------------------------------- the terminal
 
 
+def child_of(pid: int) -> int:
+    """The one child process of `pid` (Linux: /proc/PID/task/PID/children)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as children:
+        [child] = children.read().split()
+    return int(child)
+
+
 @pytest.mark.parametrize(
-    ("way_out", "status"), [("ctrl-d", 0), ("ctrl-c", 130), ("server killed", 3)]
+    ("way_out", "status"),
+    [
+        ("ctrl-d", EXIT_LEFT),
+        ("ctrl-c", EXIT_SIGINT),
+        ("SIGTERM", EXIT_SIGTERM),
+        ("server killed", EXIT_SERVER_GONE),
+    ],
 )
 def test_the_terminal_modes_are_the_same_after_the_client(
     server: ServerProcess, spawn: Spawn, way_out: str, status: int
@@ -262,6 +277,8 @@ def test_the_terminal_modes_are_the_same_after_the_client(
     shell.wait_prompt("half a line")
     if way_out == "server killed":
         server.kill()
+    elif way_out == "SIGTERM":
+        os.kill(child_of(shell.pid), signal.SIGTERM)  # the client, in raw mode under readline
     elif way_out == "ctrl-d":
         shell.key("ctrl-u")  # Ctrl-D ends the input only on an empty line
         shell.wait_prompt()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -32,25 +33,19 @@ from section_a.protocol import (
     parse,
     sanitise,
 )
+from tests.promises import MAX_NAME, NEVER_RAW, README_COMMANDS, WELCOME_NAMES
 from tests.servers import assert_terminal_safe
 
 pytestmark = pytest.mark.stage_a
 
-# Reproducible and quick: the same examples on every run, and no example database in the repo.
-PROPERTY = settings(derandomize=True, database=None, max_examples=150, deadline=None)
+# More examples than the default: these rules are the protocol's. Reproducible (a fixed
+# seed, no example database) by the profile tests/conftest.py loads for every test.
+PROPERTY = settings(max_examples=150)
 
-# Characters that must never reach a terminal raw: C0, DEL, C1, bidirectional overrides.
-FORBIDDEN = frozenset(
-    chr(c)
-    for c in (
-        *range(0x20),
-        0x7F,
-        *range(0x80, 0xA0),
-        *range(0x202A, 0x202F),
-        *range(0x2066, 0x206A),
-    )
-)
-NAME_PATTERN = rf"[A-Za-z][A-Za-z0-9_-]{{0,{protocol.NAME_MAX - 1}}}"
+# Characters that must never reach a terminal raw, from their definitions (tests/promises.py):
+# every control character (Cc) and every bidi formatting character of UAX #9.
+FORBIDDEN = NEVER_RAW
+NAME_PATTERN = rf"[A-Za-z][A-Za-z0-9_-]{{0,{MAX_NAME - 1}}}"
 
 # Streams rich in what framing cares about: CR, LF, CR LF, and bytes of a split UTF-8 "é".
 framing_bytes = st.lists(
@@ -64,12 +59,7 @@ printable_text = st.text(
 spoken_text = printable_text.filter(lambda t: t.strip() != "")
 trimmed_text = spoken_text.map(str.strip).filter(lambda t: t != "")
 # Text and bytes where the forbidden characters are common, not one in a million.
-forbidden_chars = st.one_of(
-    [
-        st.integers(lo, hi)
-        for lo, hi in ((0, 0x1F), (0x7F, 0x9F), (0x202A, 0x202E), (0x2066, 0x2069))
-    ]
-).map(chr)
+forbidden_chars = st.sampled_from(sorted(FORBIDDEN))
 hostile_text = st.text(st.one_of(forbidden_chars, st.characters()), max_size=60)
 hostile_bytes = st.lists(
     st.one_of(forbidden_chars.map(str.encode), st.binary(max_size=4)), max_size=20
@@ -397,6 +387,15 @@ def test_a_command_with_bad_arguments_is_invalid_with_its_usage(line: str) -> No
     assert command.reason.startswith("usage: /")
 
 
+@pytest.mark.parametrize(
+    ("line", "usage"),
+    [("/nick", "/nick NAME"), ("/msg bob", "/msg NAME TEXT"), ("/me", "/me ACTION")],
+)
+def test_the_usage_given_is_the_commands_own_as_the_readme_writes_it(line: str, usage: str) -> None:
+    assert usage in README_COMMANDS
+    assert parse(line) == Invalid(f"usage: {usage}")
+
+
 @pytest.mark.parametrize("line", ["/frobnicate", "/", "/ nick bob", "/nickname bob"])
 def test_an_unknown_command_is_invalid_and_points_to_help(line: str) -> None:
     command = parse(line)
@@ -436,9 +435,7 @@ def test_a_formatted_line_frames_and_decodes_back_to_its_text(name: str, text: s
 # --------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize(
-    "name", ["alice", "Bob", "x", "guest-7", "a_b-c9", "z" * protocol.NAME_MAX]
-)
+@pytest.mark.parametrize("name", ["alice", "Bob", "x", "guest-7", "a_b-c9", "z" * MAX_NAME])
 def test_a_good_name_has_no_problem(name: str) -> None:
     assert protocol.name_problem(name) is None
 
@@ -447,7 +444,7 @@ def test_a_good_name_has_no_problem(name: str) -> None:
     "name",
     [
         "",
-        "z" * (protocol.NAME_MAX + 1),
+        "z" * (MAX_NAME + 1),
         "9lives",
         "-dash",
         "two words",
@@ -507,10 +504,68 @@ def test_every_line_the_server_writes_is_marked_with_a_star() -> None:
     assert protocol.error("x").startswith(b"* error: ")
 
 
-def test_the_welcome_names_at_most_a_hundred_others() -> None:
-    others = [f"guest-{n}" for n in range(2, 2 + protocol.WELCOME_NAMES + 5)]
+# Called in the test, not here: mutation testing swaps the code after collection.
+FORMATS = [
+    (protocol.message, ("alice", "hi there"), b"alice: hi there\n"),
+    (protocol.whisper, ("alice", "psst"), b"alice (private): psst\n"),
+    (protocol.action, ("alice", "waves"), b"* alice waves\n"),
+    (protocol.joined, ("bob",), b"* bob joined\n"),
+    (protocol.left, ("bob",), b"* bob left\n"),
+    (protocol.left, ("bob", ""), b"* bob left\n"),
+    (protocol.left, ("bob", "quit"), b"* bob left (quit)\n"),
+    (protocol.renamed, ("guest-3", "carol"), b"* guest-3 is now carol\n"),
+    (protocol.notice, ("here now (1): bob",), b"* here now (1): bob\n"),
+    (protocol.error, ("no such name",), b"* error: no such name\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("format_line", "args", "wire"), FORMATS, ids=[wire.decode().strip() for *_, wire in FORMATS]
+)
+def test_each_line_is_written_as_the_readme_shows_it(
+    format_line: Callable[..., bytes], args: tuple[str, ...], wire: bytes
+) -> None:
+    assert format_line(*args) == wire
+
+
+def test_the_servers_fixed_lines() -> None:
+    assert (protocol.BYE, protocol.SHUTTING_DOWN) == (b"* bye\n", b"* server shutting down\n")
+
+
+def test_the_welcome_is_one_exact_line() -> None:
+    assert protocol.welcome("guest-1", []) == (
+        b"* welcome, guest-1. here now: nobody else. type /help for the commands\n"
+    )
+    assert protocol.welcome("guest-3", ["alice", "bob"]) == (
+        b"* welcome, guest-3. here now: alice, bob. type /help for the commands\n"
+    )
+
+
+def test_the_help_is_a_header_then_one_aligned_line_per_command_of_the_readme() -> None:
+    header, *lines = protocol.help_text().decode().splitlines()
+    assert header == "* commands:"
+    usages = [line[4:].split("  ")[0] for line in lines]
+    assert usages == list(README_COMMANDS), lines
+    assert all(line.startswith("*   /") for line in lines), "usages start the line, left-aligned"
+    columns = {len(line) - len(line[4:].split("  ", 1)[1].lstrip()) for line in lines}
+    assert len(columns) == 1, f"the meanings start in different columns: {lines}"
+
+
+def test_a_new_framer_holds_nothing() -> None:
+    assert LineFramer().pending == 0
+
+
+def test_the_welcome_names_exactly_a_hundred_others_without_more() -> None:
+    others = [f"guest-{n}" for n in range(2, 2 + WELCOME_NAMES)]
     line = protocol.welcome("guest-1", others).decode()
-    assert others[protocol.WELCOME_NAMES - 1] in line
-    assert f"{others[protocol.WELCOME_NAMES]}," not in line
+    assert line.count("guest-") == 1 + WELCOME_NAMES
+    assert "more" not in line
+
+
+def test_the_welcome_names_at_most_a_hundred_others() -> None:
+    others = [f"guest-{n}" for n in range(2, 2 + WELCOME_NAMES + 5)]
+    line = protocol.welcome("guest-1", others).decode()
+    assert others[WELCOME_NAMES - 1] in line
+    assert f"{others[WELCOME_NAMES]}," not in line
     assert "and 5 more (/who lists everyone)" in line
     assert protocol.welcome("guest-1", others[:3]).decode().count("guest-") == 4

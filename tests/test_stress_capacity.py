@@ -16,7 +16,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import StartServer
-from tests.load import SERVER_THREADS, SIZES, Client, Swarm, load_line, raise_fd_limit
+from tests.load import SIZES, Client, Swarm, load_line, raise_fd_limit
+from tests.promises import BASE_THREADS
 from tests.support import cpu_seconds, open_fds, rss_bytes, thread_count, wait_for
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
@@ -49,7 +50,7 @@ def test_many_clients_are_served_with_one_thread_each(
     n = SIZES.scale_clients
     raise_fd_limit()
     server = start_server("--max-clients", str(n))
-    base = SERVER_THREADS[server.module]
+    base = BASE_THREADS[server.module]
     wait_for(lambda: thread_count(server.pid) == base, f"{base} threads before any client")
     rss_before = rss_bytes(server.pid)
 
@@ -88,7 +89,7 @@ def test_churn_leaves_no_threads_descriptors_or_memory_behind(
 ) -> None:
     server = start_server()
     pid = server.pid
-    idle = SERVER_THREADS[server.module] + 1  # and the watcher's thread
+    idle = BASE_THREADS[server.module] + 1  # and the watcher's thread
     cycles, parallel = SIZES.churn_cycles, SIZES.churn_parallel
     with Swarm(server.address) as swarm:
         [watcher] = swarm.connect(1)
@@ -125,7 +126,7 @@ def test_max_clients_serves_exactly_that_many_and_refuses_the_rest(
 ) -> None:
     n, extra = 20, 10
     server = start_server("--max-clients", str(n))
-    pid, base = server.pid, SERVER_THREADS[server.module]
+    pid, base = server.pid, BASE_THREADS[server.module]
     with Swarm(server.address) as swarm:
         clients = swarm.connect(n + extra)
         served = [c for c in clients if c.welcomed]
