@@ -116,5 +116,5 @@ lint: $(STAMP)
 
 .PHONY: clean
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
