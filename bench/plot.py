@@ -26,7 +26,7 @@ STYLE = {  # key: (label, colour)
     "A": ("section A", "tab:blue"),
     "C": ("section C", "tab:green"),
     "asyncio": ("asyncio baseline", "tab:red"),
-    "relay": ("trivial relay (generator check)", "tab:gray"),
+    "relay": ("plain relay (generator check)", "tab:gray"),
 }
 
 

@@ -42,7 +42,7 @@ SERVERS = (
     Server("asyncio", "asyncio baseline", "bench.baseline_asyncio"),
 )
 BASELINE = "asyncio"
-RELAY = Server("relay", "trivial relay", "bench.trivial_relay")  # the generator's yardstick
+RELAY = Server("relay", "plain relay", "bench.plain_relay")  # the generator's yardstick
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

@@ -225,21 +225,21 @@ def generator(plan: Plan, r: Results, b: str) -> list[str]:
         relay = median(r, m, "relay", "rate")
         best = max(median(r, m, k, "rate") for k in ("A", "C"))
         verdicts.append(
-            f"In the {what} the generator went {times(relay / best)} as fast with the trivial "
+            f"In the {what} the generator went {times(relay / best)} as fast with the plain "
             "relay as with the faster chat server: it was not what limited the chat servers."
             if relay > 1.1 * best
-            else f"**In the {what} the generator did not outrun the chat servers with the trivial "
+            else f"**In the {what} the generator did not outrun the chat servers with the plain "
             "relay: their figures may be the generator's limit, not theirs.**"
         )
     verdict = " ".join(verdicts)
     return [
         "## The load generator is not the bottleneck",
         "",
-        "The same load through `bench/trivial_relay.py` (a thread per client, one "
+        "The same load through `bench/plain_relay.py` (a thread per client, one "
         "`bytes.replace` and one `sendall` per read and recipient, no per-line Python work), "
         "and how busy the generator (one thread, one process) was meanwhile.",
         "",
-        "| | trivial relay | section A | section C | asyncio baseline |",
+        "| | plain relay | section A | section C | asyncio baseline |",
         "|---|---:|---:|---:|---:|",
         "| fan-out (lines/s) | " + " | ".join(si(median(r, "fanout", k, "rate")) for k in keys)
         + " |",
