@@ -9,8 +9,9 @@ runs. The name carries a hash of the sources and the command, so an edited sourc
 built again and an unchanged one is not; a build writes a temporary file and renames
 it, so two runs building at once (the bench and the tests) never see half a binary.
 
-With no compiler, `build` raises `NoCompiler`: the bench then runs without the C relay
-and measures the fan-out through the Python generator, and its report says so.
+With no compiler, `build` raises `NoCompiler` (a `BuildError`, as is a build that
+fails): the bench then runs without the C relay and measures the fan-out through the
+Python generator, and its report says so.
 """
 
 from __future__ import annotations
@@ -33,8 +34,12 @@ PROGRAMS = {  # program: its sources, the first one compiled, the others include
 COMPILE_TIMEOUT = 120.0  # seconds; a build takes about one
 
 
-class NoCompiler(Exception):
-    """No C compiler here, or it failed: the C programs cannot be had."""
+class BuildError(Exception):
+    """A C program could not be built."""
+
+
+class NoCompiler(BuildError):
+    """There is no C compiler here."""
 
 
 def compiler() -> str | None:
@@ -77,12 +82,12 @@ def build(program: str) -> Path:
             timeout=COMPILE_TIMEOUT,
         )
         if done.returncode != 0:
-            raise NoCompiler(f"{cc} failed to build {sources[0].name}:\n{done.stderr.strip()}")
+            raise BuildError(f"{cc} failed to build {sources[0].name}:\n{done.stderr.strip()}")
         if done.stderr.strip():  # warnings: the sources are meant to build clean
             print(f"bench: {cc} warned on {sources[0].name}:\n{done.stderr}", file=sys.stderr)
         os.replace(tmp, target)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise NoCompiler(f"{cc} could not build {sources[0].name}: {exc}") from exc
+        raise BuildError(f"{cc} could not build {sources[0].name}: {exc}") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -96,7 +101,7 @@ def build_all() -> tuple[dict[str, Path], str]:
     """Every C program that could be built, and one sentence for the report on how."""
     try:
         built = {program: build(program) for program in PROGRAMS}
-    except NoCompiler as exc:
+    except BuildError as exc:
         return {}, f"C programs not built: {exc}"
     cc = compiler()
     assert cc is not None
