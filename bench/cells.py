@@ -41,18 +41,22 @@ def steady_cell(r: Results, m: str, k: str) -> str:
     return text + ("" if every(r, m, k, "lossless") else " ✘ lost lines")
 
 
-def number_cell(field: str, digits: int = 2) -> Cell:
+def number_cell(field: str, digits: int | None = 2) -> Cell:
+    """The median of `field`, with `digits` decimals, or (None) three significant digits.
+
+    Three significant digits suit the figures of a fan-out, a few hundredths of a
+    microsecond of CPU and a ten-thousandth of a context switch per line.
+    """
+
     def cell(r: Results, m: str, k: str) -> str:
         if not runs(r, m, k):
             return "error" if k in r.get(m, {}) else "—"
         value = median(r, m, k, field)
-        return (
-            "stalled"
-            if math.isinf(value)
-            else "n/a"
-            if math.isnan(value)
-            else (f"{value:,.{digits}f}")
-        )
+        if math.isinf(value):
+            return "stalled"
+        if math.isnan(value):
+            return "n/a"
+        return f"{value:,.{digits}f}" if digits is not None else f"{value:.3g}"
 
     return cell
 

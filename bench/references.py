@@ -39,7 +39,7 @@ def relay_ratio(r: Results, m: str, k: str, relay: str, field: str) -> str:
 def against_relays(plan: Plan, r: Results) -> list[str]:
     big = max(plan.latency_clients)
     lat = f"latency_{big}"
-    cpu, ctx = number_cell("cpu_us_per_line"), number_cell("ctx_per_line", 4)
+    cpu, ctx = number_cell("cpu_us_per_line", None), number_cell("ctx_per_line", None)
     rows = [
         ("fan-out (lines/s)", "fanout", fan_cell, "rate"),
         ("server CPU per delivered line in the fan-out (µs)", "fanout", cpu, "cpu_us_per_line"),
@@ -188,12 +188,16 @@ def verdict(r: Results, c_gen: bool, py_fan: str, b: str) -> str:
                "through the C one." if loaded >= BUSY else ".")
         )  # fmt: skip
     if "churn" in r:
+        loads = [(busy(r, "churn", k), NAMES.get(k, k)) for k in ("crelay", "plain", "A", "C", b)]
+        most, whom = max((x for x in loads if not math.isnan(x[0])), default=(math.nan, ""))
         relay = median(r, "churn", fastest(r, "churn", relays), "rate")
         churn_best = median(r, "churn", fastest(r, "churn", ours), "rate")
         said.append(
-            f"In the churn the generator went {times(ratio(relay, churn_best))} as fast with the "
-            "faster relay as with the faster chat server"
-            + (": it was not what limited the chat servers." if relay > 1.1 * churn_best else
-               ": **the chat servers' churn may be the generator's limit, not theirs.**")
+            f"In the churn the generator was at most {share(most)} busy ({whom})"
+            + (": not what limited the churn, which waits on round trips (connect, welcome, "
+               "line, close) more than on CPU" if most < BUSY else
+               ": **near its limit, so the churn figures may be its own**")
+            + f"; the faster relay went {times(ratio(relay, churn_best))} as fast as the faster "
+            "chat server."
         )  # fmt: skip
     return " ".join(said)

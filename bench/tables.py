@@ -40,7 +40,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
               for x in runs(r, m, k) if x.fill_kernel_bytes]  # fmt: skip
     kernel = statistics.median(filled) if filled else math.nan
     gen = generator_of(r)
-    cpu, ctx = number_cell("cpu_us_per_line"), number_cell("ctx_per_line", 4)
+    cpu, ctx = number_cell("cpu_us_per_line", None), number_cell("ctx_per_line", None)
 
     rows: list[tuple[str, str, Cell, str]] = [
         # label, measurement, cell, field for the ratio
@@ -57,7 +57,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         (f"server CPU per delivered line, {big:,} clients (µs)", f"latency_{big}", cpu,
          "cpu_us_per_line"),
         ("… of which system time: the kernel, mostly send() (µs)", f"latency_{big}",
-         number_cell("system_us_per_line"), "system_us_per_line"),
+         number_cell("system_us_per_line", None), "system_us_per_line"),
         (f"server context switches per delivered line, {big:,} clients", f"latency_{big}", ctx,
          "ctx_per_line"),
         ("server CPU per delivered line, the same with a stuck reader (µs)", "latency_stuck",
