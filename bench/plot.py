@@ -96,8 +96,11 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
     if keys:
         fan.set_yscale("log")
     fan.set_ylabel("delivered lines per second")
+    through = (
+        "C" if any(x.generator == "c" for k in keys for x in runs(r, "fanout", k)) else "Python"
+    )
     fan.set_title(
-        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines "
+        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines, {through} generator "
         "(hatched: with a stuck reader)",
         fontsize=10,
     )
