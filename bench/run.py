@@ -24,8 +24,8 @@ run; taking round after round spreads the drift over every server alike, and the
 ratios against the baseline compare figures taken minutes apart, not a quarter of
 an hour. Why medians: one run disturbed by a neighbour does not move a median.
 
-The baseline's fan-out takes ~50 s a run (the servers' ~1 s), so it gets fewer
-repeats; with a stuck reader it stalls, so it gets one run, cut short at a time limit.
+The baseline's fan-out takes 30 to 50 s a run (the servers' under a second), so it
+gets fewer repeats; with a stuck reader it stalls, so it gets one run, cut short at a time limit.
 `--quick` runs everything small, once, in well under a minute: a smoke test (the
 baseline's runs with a stuck reader, which only wait out their time limits, left out).
 `--only fanout,fanout_py` runs those measurements alone.
