@@ -123,6 +123,11 @@ class FanOut:
         return self.generator_cpu / window if window > 0 else math.nan
 
     @property
+    def server_busy(self) -> float:
+        """The server's CPU as a share of one core: near 1, the server was the limit."""
+        return self.server_cpu / self.elapsed if self.elapsed > 0 else math.nan
+
+    @property
     def cpu_us_per_line(self) -> float:
         """Server CPU (user + system) per delivered line."""
         return self.server_cpu * 1e6 / self.delivered if self.delivered else math.inf

@@ -104,16 +104,25 @@ def generator(plan: Plan, r: Results, b: str) -> list[str]:
     def busy_row(label: str, m: str) -> str:
         return f"| {label} | " + " | ".join(share(busy(r, m, k)) for k in keys) + " |"
 
+    def server_row(m: str) -> str:
+        return (
+            "| … the server's CPU meanwhile (its one core) | "
+            + " | ".join(share(median(r, m, k, "server_busy")) for k in keys)
+            + " |"
+        )
+
     rows = []
     if c_gen:
         rows += [
             rate_row("fan-out through the C generator (lines/s)", "fanout"),
             busy_row("… the C generator's CPU meanwhile (share of one core)", "fanout"),
+            server_row("fanout"),
         ]
     if py_fan in r:
         rows += [
             rate_row("fan-out through the Python generator (lines/s)", py_fan),
             busy_row("… the Python generator's CPU meanwhile", py_fan),
+            server_row(py_fan),
         ]
     if lat in r:
         rows += [
@@ -168,11 +177,16 @@ def verdict(r: Results, c_gen: bool, py_fan: str, b: str) -> str:
         loads = [(busy(r, "fanout", k), NAMES.get(k, k)) for k in ("crelay", "plain", "A", "C", b)]
         most, whom = max((x for x in loads if not math.isnan(x[0])), default=(math.nan, ""))
         crelay = median(r, "fanout", "crelay", "rate")
+        servers = [median(r, "fanout", k, "server_busy") for k in ("crelay", "plain", "A", "C")]
+        least = min((x for x in servers if not math.isnan(x)), default=math.nan)
         said.append(
             f"Through the C generator, the generator was at most {share(most)} busy ({whom})"
-            + (": it had CPU to spare, so the fan-out figures are the servers' own."
+            + (": it had CPU to spare, so the fan-out figures are the servers' own"
                if most < BUSY else
-               ": **near its limit, so the figures of the fastest servers may be its own.**")
+               ": **near its limit, so the figures of the fastest servers may be its own**")
+            + f"; the chat servers and relays used {share(least)} or more of their core"
+            + (" (less than all of it: neighbours on this shared machine took the rest, or the "
+               "server waited on something other than CPU)." if least < BUSY else ".")
             + f" The C relay delivered {times(ratio(crelay, best))} as many lines a second as "
             f"the faster chat server (section {best_ours})."
         )  # fmt: skip
