@@ -26,7 +26,7 @@ help:
 	@echo "  make test_a, test_b, test_c   one stage's tests"
 	@echo "  make diff        what the proactor changed: stage A server vs stage C server"
 	@echo "  make stress      the stress suite at full size (long)"
-	@echo "  make bench       A, C and an asyncio baseline side by side (~15 min)"
+	@echo "  make bench       A, C, an asyncio baseline and two reference relays (~15 min)"
 	@echo "  make lint        ruff and mypy"
 	@echo "  make mutate      mutation testing of section_a/protocol.py (mutmut; docs/mutation.md)"
 	@echo "  make clean       remove $(VENV) and caches"
@@ -98,8 +98,9 @@ diff:
 test: $(STAMP)
 	$(PYTEST)
 
-# Stage A, stage C and an asyncio baseline measured side by side in one run (about 15
-# minutes); the table goes to stdout and bench/results/latest.md, the plot to latest.png.
+# Stage A, stage C, an asyncio baseline and two reference relays measured side by side in one
+# run (about 15 minutes); the table goes to stdout and bench/results/latest.md, the plot to
+# latest.png. The C relay and the C load generator are built with cc when there is one.
 .PHONY: bench
 bench: $(STAMP)
 	$(VPY) -m bench.run
@@ -132,5 +133,5 @@ mutate: $(STAMP)
 	@echo "Not killed (docs/mutation.md says which are equivalent):"
 	@cd build/mutate && $(abspath $(VPY)) -m mutmut results
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis bench/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

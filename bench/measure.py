@@ -1,11 +1,12 @@
 """The measurements: each one starts a fresh server process, loads it, and returns its figures.
 
-    run.py --(server, sizes)--> fan_out / steady / churn
-                                  |  ServerProcess: python -m MODULE --port 0 -q
-                                  |  Swarm (tests/load.py): the clients, in this process
-                                  |  /proc/PID: the server's CPU, threads, descriptors, RSS
-                                  v
-                                a record of numbers (one dataclass per kind of measurement)
+    run.py --(server, setup, sizes)--> fan_out / steady / churn
+                          |  ServerRun (processes.py): COMMAND --port 0 -q, on the server's CPU
+                          |  the load: Swarm (tests/load.py), every client in this process; or,
+                          |    for a fan-out, the C generator as a child (c_fanout.py)
+                          |  /proc/PID: the server's CPU, context switches, threads, RSS
+                          v
+                        a record of numbers (one dataclass per kind of measurement)
 
 A fresh process for every measurement, so that one's leftovers (allocator pools,
 backlogs, threads still ending) do not skew the next. The servers run with `-q`
@@ -14,6 +15,9 @@ measured too.
 
 With a stuck reader (stuck.py), a measurement runs with one client that never
 reads: the fan-out fills it by itself; the steady and churn runs fill it first.
+
+Context switches per delivered line sit beside CPU per line: a server that wakes a
+thread for every few lines pays for it in switches before it shows in CPU time.
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ import resource
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.stuck import closed_by_server, stuck_and_filled
-from tests.load import Client, Swarm, stuck_reader
-from tests.servers import ServerProcess
+from bench.c_fanout import c_fan_out
+from bench.processes import Placement, ServerRun, context_switches, run_time
+from bench.stuck import STUCK_EOF_WAIT, closed_by_server, stuck_and_filled
+from tests.load import READER_RCVBUF, Client, Swarm, stuck_reader
 from tests.support import cpu_seconds, open_fds, rss_bytes, thread_count
 
 STALL_WINDOW = 2.0  # seconds without a single line delivered after a deadline: stalled
@@ -43,12 +48,25 @@ class Server:
 
     key: str
     label: str
-    module: str
+    command: tuple[str, ...]  # run with --port 0 -q after it
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What every measurement of a run shares."""
+
+    log_dir: Path  # the servers' stderr
+    placement: Placement
+    c_loadgen: Path | None  # the C fan-out generator; None: there is no C compiler
+    stuck_eof_wait: float = STUCK_EOF_WAIT  # seconds to see whether a stuck reader was closed
+
+
+PYTHON, C = "python", "c"  # the fan-out's generators
 
 
 @contextmanager
-def running(server: Server, log_dir: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(server.module, ["-q"], log_dir)
+def running(server: Server, setup: Setup) -> Iterator[ServerRun]:
+    process = ServerRun(server.command, server.key, setup.log_dir, setup.placement)
     try:
         yield process
     finally:
@@ -92,42 +110,103 @@ class FanOut:
     server_cpu: float
     generator_cpu: float
     stuck_closed: bool | None  # the server closed the stuck reader (None: none present)
+    generator: str = PYTHON  # which generator loaded it: PYTHON or C
+    ctx_switches: float = math.nan  # the server's, during the fan-out (NaN: not counted)
+    # Wall seconds over which generator_cpu was taken: the Python generator's reading also
+    # covers building the lines, before `elapsed` starts (NaN: the same as `elapsed`).
+    generator_window: float = math.nan
+
+    @property
+    def generator_busy(self) -> float:
+        """The generator's CPU as a share of one core."""
+        window = self.elapsed if math.isnan(self.generator_window) else self.generator_window
+        return self.generator_cpu / window if window > 0 else math.nan
+
+    @property
+    def server_busy(self) -> float:
+        """The server's CPU as a share of one core: near 1, the server was the limit."""
+        return self.server_cpu / self.elapsed if self.elapsed > 0 else math.nan
 
     @property
     def cpu_us_per_line(self) -> float:
         """Server CPU (user + system) per delivered line."""
         return self.server_cpu * 1e6 / self.delivered if self.delivered else math.inf
 
+    @property
+    def ctx_per_line(self) -> float:
+        """The server's context switches per delivered line."""
+        return self.ctx_switches / self.delivered if self.delivered else math.inf
+
+
+class Counters:
+    """Between two reads: the server's CPU and context switches, the generator's CPU, the time."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.cpu = self.ctx = self.generator = self.wall = 0.0
+
+    def start(self) -> None:
+        self.cpu, self.ctx = run_time(self.pid), context_switches(self.pid)
+        self.generator, self.wall = own_cpu(), time.monotonic()
+
+    def stop(self) -> None:
+        self.cpu = run_time(self.pid) - self.cpu
+        self.ctx = context_switches(self.pid) - self.ctx
+        self.generator, self.wall = own_cpu() - self.generator, time.monotonic() - self.wall
+
 
 def fan_out(
-    server: Server, log_dir: Path, clients: int, lines: int, *, stuck: bool, timeout: float
+    server: Server,
+    setup: Setup,
+    clients: int,
+    lines: int,
+    *,
+    stuck: bool,
+    timeout: float,
+    generator: str = PYTHON,
 ) -> FanOut:
-    """Every client sends `lines` lines as fast as the server takes them; all read."""
-    with running(server, log_dir) as process:
+    """Every client sends `lines` lines as fast as the server takes them; all read.
+
+    Every reader has the same fixed receive buffer (READER_RCVBUF), through either
+    generator, so that no reader lags alone because its window happened to stay small.
+    """
+    if generator == C and setup.c_loadgen is None:
+        raise RuntimeError("no C generator: it could not be built")
+    with running(server, setup) as process:
         stuck_sock = stuck_reader(process.address) if stuck else None
-        with Swarm(process.address) as swarm:
-            members = swarm.connect(clients)
-            swarm.sync(timeout=SYNC_TIMEOUT)
-            cpu, gen = cpu_seconds(process.pid), own_cpu()
-            delivery = swarm.fan_out(members, lines, timeout=timeout)
-            cpu, gen = cpu_seconds(process.pid) - cpu, own_cpu() - gen
-            expected = sum(delivery.expected.values())
-            complete = delivery.delivered == expected
-            lossless = complete and not delivery.cut and not delivery.disordered
-            halted = not complete and not delivery.cut and stalled(swarm, members)
-        return FanOut(
-            rate=delivery.rate,
-            delivered=delivery.delivered,
-            expected=expected,
-            lossless=lossless,
-            cut=len(delivery.cut),
-            disordered=len(delivery.disordered),
-            stalled=halted,
-            elapsed=delivery.elapsed,
-            server_cpu=cpu,
-            generator_cpu=gen,
-            stuck_closed=closed_by_server(stuck_sock),
-        )
+        counters = Counters(process.pid)
+        if generator == C:
+            assert setup.c_loadgen is not None
+            c = c_fan_out(
+                setup.c_loadgen, process.address, clients, lines, timeout=timeout,
+                before=counters.start, after=counters.stop,
+            )  # fmt: skip
+            lossless = c.unique == c.expected and not c.cut and not c.disordered
+            record = FanOut(
+                rate=c.rate, delivered=c.delivered, expected=c.expected, lossless=lossless,
+                cut=c.cut, disordered=c.disordered, stalled=c.stalled, elapsed=c.elapsed,
+                server_cpu=counters.cpu, generator_cpu=c.generator_cpu, stuck_closed=None,
+                generator=C, ctx_switches=counters.ctx,
+            )  # fmt: skip
+        else:
+            with Swarm(process.address) as swarm:
+                members = swarm.connect(clients, rcvbuf=READER_RCVBUF)
+                swarm.sync(timeout=SYNC_TIMEOUT)
+                counters.start()
+                delivery = swarm.fan_out(members, lines, timeout=timeout)
+                counters.stop()
+                expected = sum(delivery.expected.values())
+                complete = delivery.delivered == expected
+                lossless = complete and not delivery.cut and not delivery.disordered
+                halted = not complete and not delivery.cut and stalled(swarm, members)
+            record = FanOut(
+                rate=delivery.rate, delivered=delivery.delivered, expected=expected,
+                lossless=lossless, cut=len(delivery.cut), disordered=len(delivery.disordered),
+                stalled=halted, elapsed=delivery.elapsed, server_cpu=counters.cpu,
+                generator_cpu=counters.generator, stuck_closed=None, ctx_switches=counters.ctx,
+                generator_window=counters.wall,
+            )  # fmt: skip
+        return replace(record, stuck_closed=closed_by_server(stuck_sock, setup.stuck_eof_wait))
 
 
 # --------------------------------------------------------------------------- latency
@@ -156,15 +235,21 @@ class Steady:
     # Before anyone sends, against the same server with no client (NaN with a stuck reader):
     kib_per_client: float  # RSS growth per idle client, KiB
     threads_per_client: float
+    ctx_switches: float = math.nan  # the server's, while the senders sent and the lines came
 
     @property
     def stalled(self) -> bool:
         return self.delivered == 0
 
+    @property
+    def ctx_per_line(self) -> float:
+        """The server's context switches per delivered line."""
+        return self.ctx_switches / self.delivered if self.delivered else math.inf
+
 
 def steady(
     server: Server,
-    log_dir: Path,
+    setup: Setup,
     clients: int,
     senders: int,
     *,
@@ -177,7 +262,7 @@ def steady(
 
     First, while every client is still idle, the server's RSS and threads per client.
     """
-    with running(server, log_dir) as process:
+    with running(server, setup) as process:
         pid = process.pid
         rss, threads = rss_bytes(pid), thread_count(pid)
         with Swarm(process.address) as swarm:
@@ -189,6 +274,7 @@ def steady(
             swarm.run_for(0.2)  # the last notices of the joins, flushed
             rss, threads = rss_bytes(pid) - rss, thread_count(pid) - threads
             (user, system), gen = cpu_split(process.pid), own_cpu()
+            switches = context_switches(pid)
             delivery = swarm.steady(
                 members[:senders],
                 rate=rate,
@@ -198,6 +284,7 @@ def steady(
                 drain=drain,
             )
             (user_after, system_after), gen = cpu_split(process.pid), own_cpu() - gen
+            switches = context_switches(pid) - switches
             user, system = user_after - user, system_after - system
             cpu = user + system
             expected = sum(delivery.expected.values())
@@ -220,10 +307,11 @@ def steady(
             elapsed=delivery.elapsed,
             fill_kept_up=filled.kept_up if filled else None,
             fill_kernel_bytes=filled.kernel_bytes if filled else 0,
-            stuck_closed=closed_by_server(stuck_sock),
+            stuck_closed=closed_by_server(stuck_sock, setup.stuck_eof_wait),
             connect_s=connected,
             kib_per_client=math.nan if stuck else rss / clients / 1024,
             threads_per_client=math.nan if stuck else threads / clients,
+            ctx_switches=switches,
         )
 
 
@@ -255,7 +343,7 @@ class ChurnRun:
 
 def churn(
     server: Server,
-    log_dir: Path,
+    setup: Setup,
     cycles: int,
     parallel: int,
     *,
@@ -264,7 +352,7 @@ def churn(
     timeout: float,
 ) -> ChurnRun:
     """`cycles` connect-send-disconnect cycles, `parallel` at a time; then what is left."""
-    with running(server, log_dir) as process:
+    with running(server, setup) as process:
         pid = process.pid
         with Swarm(process.address) as swarm:
             stuck_sock, filled = stuck_and_filled(swarm, process.address, stuck)
@@ -291,7 +379,7 @@ def churn(
             fds_after=fds_after,
             fill_kept_up=filled.kept_up if filled else None,
             fill_kernel_bytes=filled.kernel_bytes if filled else 0,
-            stuck_closed=closed_by_server(stuck_sock),
+            stuck_closed=closed_by_server(stuck_sock, setup.stuck_eof_wait),
             generator_cpu=gen,
             elapsed=result.elapsed,
             server_cpu=cpu,

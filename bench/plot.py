@@ -26,7 +26,8 @@ STYLE = {  # key: (label, colour)
     "A": ("section A", "tab:blue"),
     "C": ("section C", "tab:green"),
     "asyncio": ("asyncio baseline", "tab:red"),
-    "relay": ("trivial relay (generator check)", "tab:gray"),
+    "plain": ("plain relay", "tab:gray"),
+    "crelay": ("C relay", "black"),
 }
 
 
@@ -47,9 +48,11 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
             lat.plot([big], [stuck], "X", color=colour, markersize=11, label=f"{label}, p99, stuck")
         elif runs(r, "latency_stuck", key):
             stalled.append(label)
-    relay_p99 = median(r, f"latency_{big}", "relay", "p99_ms")
-    if math.isfinite(relay_p99):
-        lat.plot([big], [relay_p99], "s", color="tab:gray", label=STYLE["relay"][0] + ", p99")
+    for key in ("plain", "crelay"):
+        relay_p99 = median(r, f"latency_{big}", key, "p99_ms")
+        if math.isfinite(relay_p99):
+            label, colour = STYLE[key]
+            lat.plot([big], [relay_p99], "s", color=colour, label=f"{label}, p99")
     if stalled:
         lat.text(
             0.98,
@@ -62,7 +65,8 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
             color="tab:red",
         )
     lat.set_xscale("log")
-    lat.set_yscale("log")
+    if any(math.isfinite(y) and y > 0 for line in lat.get_lines() for y in line.get_ydata()):
+        lat.set_yscale("log")  # a log scale of nothing fails (an --only run without latency)
     lat.set_xticks(xs, [f"{n:,}" for n in xs])
     lat.xaxis.set_minor_locator(NullLocator())
     lat.set_xlabel("clients connected")
@@ -73,11 +77,13 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
     lat.grid(True, which="both", alpha=0.3)
     lat.legend(fontsize=7, ncol=2)
 
-    keys = ("A", "C", "asyncio", "relay")
+    keys = [k for k in ("A", "C", "asyncio", "plain", "crelay") if runs(r, "fanout", k)]
     width = 0.38
     for i, key in enumerate(keys):
         label, colour = STYLE[key]
         clean = median(r, "fanout", key, "rate")
+        if math.isnan(clean):
+            continue
         bar = fan.bar(i - width / 2, clean, width, color=colour)
         fan.bar_label(bar, [si(clean)], fontsize=8)
         if not runs(r, "fanout_stuck", key):
@@ -87,10 +93,14 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
         bar = fan.bar(i + width / 2, stuck, width, color=colour, alpha=0.5, hatch="//")
         fan.bar_label(bar, ["stalled" if halted else si(stuck)], fontsize=8)
     fan.set_xticks(range(len(keys)), [STYLE[k][0].replace(" (", "\n(") for k in keys], fontsize=8)
-    fan.set_yscale("log")
+    if keys:
+        fan.set_yscale("log")
     fan.set_ylabel("delivered lines per second")
+    through = (
+        "C" if any(x.generator == "c" for k in keys for x in runs(r, "fanout", k)) else "Python"
+    )
     fan.set_title(
-        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines "
+        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines, {through} generator "
         "(hatched: with a stuck reader)",
         fontsize=10,
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 Results = dict[str, dict[str, list[Record | str]]]  # measurement -> server key -> runs
 OURS = (("A", "section A"), ("C", "section C"))
+RELAYS = (("plain", "plain relay"), ("crelay", "C relay"))
 
 
 # --------------------------------------------------------------------------- the machine
@@ -144,11 +145,15 @@ def brief(record: Record | str) -> str:
         if record.stalled:
             state = f"stalled at {record.delivered / max(record.expected, 1):.1%}"
         stuck = "" if record.stuck_closed is None else f", stuck closed {record.stuck_closed}"
-        return f"{si(record.rate)} lines/s, {state}{stuck}"
+        return (
+            f"{si(record.rate)} lines/s, {state}{stuck}; through the {record.generator} "
+            f"generator ({record.generator_busy:.0%} busy); server "
+            f"{record.cpu_us_per_line:.3f} us and {record.ctx_per_line:.4f} switches per line"
+        )
     if isinstance(record, Steady):
         return (
             f"p50 {ms(record.p50_ms)} p99 {ms(record.p99_ms)} ms, "
-            f"{record.cpu_us_per_line:.1f} us/line, "
+            f"{record.cpu_us_per_line:.1f} us/line, {record.ctx_per_line:.2f} switches/line, "
             f"{'lossless' if record.lossless else 'LOSS'}, "
             f"generator {record.generator_cpu / max(record.elapsed, 1e-9):.0%} busy; "
             f"connected in {record.connect_s:.1f}s, {record.kib_per_client:.1f} KiB "
@@ -181,9 +186,14 @@ def load(path: Path) -> tuple[dict[str, Any], dict[str, str], Results]:
 
 def _record(kind: type[Record], fields: dict[str, Any]) -> Record:
     # In a float field, null stood for an infinity (a stall) or NaN; inf renders as stalled.
-    floats = {f.name for f in dataclasses.fields(kind) if f.type == "float"}
+    # A field whose default is NaN ("not measured") gets NaN back.
+    floats = {
+        f.name: math.nan if isinstance(f.default, float) and math.isnan(f.default) else math.inf
+        for f in dataclasses.fields(kind)
+        if f.type == "float"
+    }
     values: dict[str, Any] = {
-        k: math.inf if v is None and k in floats else v for k, v in fields.items()
+        k: floats[k] if v is None and k in floats else v for k, v in fields.items()
     }
     return kind(**values)
 

@@ -1,23 +1,36 @@
-"""`make bench`: both chat servers and an asyncio baseline, measured side by side in one run.
+"""`make bench`: both chat servers, an asyncio baseline and two reference relays, side by side.
 
     Plan (sizes, repeats) --> tasks: every measurement x every server x its repeats,
                               interleaved (round 1 of everything, then round 2, ...)
-          each task: a fresh server process, loaded by tests/load.py (measure.py)
+          each task: a fresh server process on one CPU, loaded from another (measure.py)
                  --> Results: every run's numbers --> tables.py: medians, ratios against
-                     the baseline of this run, targets --> Markdown on stdout and in
-                     bench/results/latest.md; report.py: raw numbers in latest.json;
-                     plot.py: latest.png
+                     the baseline and the relays of this run, targets --> Markdown on
+                     stdout and in bench/results/latest.md; report.py: raw numbers in
+                     latest.json; plot.py: latest.png
+
+The servers: section A and section C; the asyncio baseline (what most Python users
+would write); and two reference relays that do the least a relay can, to measure the
+chat servers against: the plain relay (bench/plain_relay.py: Python, a thread per
+client) and the C relay (bench/c_relay.c: one epoll thread, no Python at all).
+Built with the machine's C compiler (native.py); without one, there is no C relay,
+and the fan-out is measured through the Python generator (the report says so).
+
+The fan-out is measured through the C generator (bench/c_loadgen.c), which one
+Python thread could not keep up with; it is also measured through the Python one
+(`fanout_py`), to show the difference. Latency and churn use the Python generator.
 
 Why interleaved: this machine is shared and noisy, so absolute times drift during a
 run; taking round after round spreads the drift over every server alike, and the
 ratios against the baseline compare figures taken minutes apart, not a quarter of
 an hour. Why medians: one run disturbed by a neighbour does not move a median.
 
-The baseline's fan-out takes ~50 s a run (the servers' ~1 s), so it gets fewer
-repeats; with a stuck reader it stalls, so it gets one run, cut short at a time limit.
-`--quick` runs everything small, once, in well under a minute: a smoke test.
+The baseline's fan-out takes 30 to 50 s a run (the servers' under a second), so it
+gets fewer repeats; with a stuck reader it stalls, so it gets one run, cut short at a time limit.
+`--quick` runs everything small, once, in well under a minute: a smoke test (the
+baseline's runs with a stuck reader, which only wait out their time limits, left out).
+`--only fanout,fanout_py` runs those measurements alone.
 
-Run it: python -m bench.run [--quick] [--out PREFIX] [--render SAVED.json]
+Run it: python -m bench.run [--quick] [--only M,...] [--out PREFIX] [--render SAVED.json]
 """
 
 from __future__ import annotations
@@ -29,20 +42,23 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from bench import measure, report, tables
-from bench.measure import Server
+from bench import measure, native, report, tables
+from bench.measure import PYTHON, C, Server, Setup
+from bench.processes import Placement, python_module
+from bench.stuck import STUCK_EOF_WAIT
 from tests.load import raise_fd_limit
 
 SERVERS = (
-    Server("A", "section A", "section_a.server"),
-    Server("C", "section C", "section_c.server"),
-    Server("asyncio", "asyncio baseline", "bench.baseline_asyncio"),
+    Server("A", "section A", python_module("section_a.server")),
+    Server("C", "section C", python_module("section_c.server")),
+    Server("asyncio", "asyncio baseline", python_module("bench.baseline_asyncio")),
 )
 BASELINE = "asyncio"
-RELAY = Server("relay", "trivial relay", "bench.trivial_relay")  # the generator's yardstick
+PLAIN = Server("plain", "plain relay", python_module("bench.plain_relay"))
+C_RELAY = "crelay"  # its command is the binary native.py builds
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -52,8 +68,9 @@ class Plan:
 
     name: str
     repeats: int = 3  # runs of each measurement, each server (medians over them)
-    fan_repeats: int = 5  # runs of the chat servers' fan-out (about 2 s each)
+    fan_repeats: int = 7  # fan-outs of each chat server and relay (under a second each: noisy)
     fan_repeats_baseline: int = 3  # runs of the baseline's fan-out (about 50 s each)
+    fan_repeats_python: int = 3  # runs of the fan-out through the Python generator
     stuck_repeats_baseline: int = 1  # the baseline stalls with a stuck reader: once is enough
     fan_clients: int = 50
     fan_lines: int = 2000  # lines each client sends
@@ -71,6 +88,7 @@ class Plan:
     churn_parallel: int = 50
     churn_timeout: float = 60.0
     settle: float = 10.0  # seconds for threads and descriptors to come back after churn
+    stuck_eof_wait: float = STUCK_EOF_WAIT  # seconds to see whether a stuck reader was closed
 
 
 FULL = Plan("full")
@@ -84,8 +102,8 @@ QUICK = replace(
     fan_lines=200,
     fan_timeout=20.0,
     fan_timeout_baseline=30.0,
-    stuck_timeout_baseline=3.0,
-    stuck_churn_timeout_baseline=3.0,
+    stuck_repeats_baseline=0,  # it stalls: its runs would only wait out their timeouts
+    fan_repeats_python=1,
     latency_clients=(10, 50),
     senders=5,
     rate=5.0,
@@ -95,42 +113,53 @@ QUICK = replace(
     churn_cycles=200,
     churn_timeout=10.0,
     settle=3.0,
+    stuck_eof_wait=0.5,  # too little is sent for a stuck reader to be closed: do not wait long
 )
+
+
+Run = Callable[[Server, Setup], measure.Record]
 
 
 @dataclass(frozen=True)
 class Task:
-    measurement: str  # fanout, fanout_stuck, latency_N, latency_stuck, churn, ...
+    measurement: str  # fanout, fanout_py, fanout_stuck, latency_N, latency_stuck, churn, ...
     server: Server
-    run: Callable[[Server, Path], measure.Record]
+    run: Run
 
 
-def tasks(plan: Plan) -> list[list[Task]]:
-    """Rounds of tasks: the nth round holds the nth run of every measurement that has one."""
+def tasks(
+    plan: Plan, c_relay: Server | None, only: frozenset[str] = frozenset()
+) -> list[list[Task]]:
+    """Rounds of tasks: the nth round holds the nth run of every measurement that has one.
+
+    With `c_relay` None (no C compiler) there is no C relay, and the fan-out goes
+    through the Python generator; with `only`, just those measurements.
+    """
     big = max(plan.latency_clients)
+    fast = C if c_relay is not None else PYTHON  # the fan-out's generator
 
-    def fan(stuck: bool, timeout: float) -> Callable[[Server, Path], measure.Record]:
-        return lambda s, d: measure.fan_out(
-            s, d, plan.fan_clients, plan.fan_lines, stuck=stuck, timeout=timeout
-        )
+    def fan(stuck: bool, timeout: float, generator: str = fast) -> Run:
+        return lambda s, setup: measure.fan_out(
+            s, setup, plan.fan_clients, plan.fan_lines, stuck=stuck, timeout=timeout,
+            generator=generator,
+        )  # fmt: skip
 
-    def latency(
-        clients: int, stuck: bool, rate: float = plan.rate
-    ) -> Callable[[Server, Path], measure.Record]:
+    def latency(clients: int, stuck: bool, rate: float = plan.rate) -> Run:
         senders = min(plan.senders, clients)
-        return lambda s, d: measure.steady(
-            s, d, clients, senders, rate=rate, duration=plan.duration,
+        return lambda s, setup: measure.steady(
+            s, setup, clients, senders, rate=rate, duration=plan.duration,
             drain=plan.drain, stuck=stuck,
         )  # fmt: skip
 
-    def churn(stuck: bool, timeout: float) -> Callable[[Server, Path], measure.Record]:
-        return lambda s, d: measure.churn(
-            s, d, plan.churn_cycles, plan.churn_parallel, stuck=stuck,
+    def churn(stuck: bool, timeout: float) -> Run:
+        return lambda s, setup: measure.churn(
+            s, setup, plan.churn_cycles, plan.churn_parallel, stuck=stuck,
             settle=plan.settle, timeout=timeout,
         )  # fmt: skip
 
     stalls = plan.stuck_timeout_baseline
-    wanted: list[tuple[str, Server, int, Callable[[Server, Path], measure.Record]]] = []
+    relays = [PLAIN] if c_relay is None else [PLAIN, c_relay]
+    wanted: list[tuple[str, Server, int, Run]] = []
     for server in SERVERS:
         ours = server.key != BASELINE
         wanted += [
@@ -147,19 +176,32 @@ def tasks(plan: Plan) -> list[list[Task]]:
             ("churn_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              churn(True, plan.churn_timeout if ours else plan.stuck_churn_timeout_baseline)),
         ]  # fmt: skip
-    wanted += [
-        ("fanout", RELAY, plan.fan_repeats, fan(False, plan.fan_timeout)),
-        (f"latency_{big}", RELAY, plan.repeats, latency(big, False)),
-        ("churn", RELAY, plan.repeats, churn(False, plan.churn_timeout)),
-    ]
-    rounds = max(count for _, _, count, _ in wanted)
+    for relay in relays:
+        wanted += [
+            ("fanout", relay, plan.fan_repeats, fan(False, plan.fan_timeout)),
+            (f"latency_{big}", relay, plan.repeats, latency(big, False)),
+            ("churn", relay, plan.repeats, churn(False, plan.churn_timeout)),
+        ]
+    if fast == C:  # the same fan-out through the Python generator: what it can measure
+        wanted += [
+            ("fanout_py", server, plan.fan_repeats_python, fan(False, plan.fan_timeout, PYTHON))
+            for server in (*SERVERS[:2], *relays)
+        ]
+    if only:
+        wanted = [w for w in wanted if w[0] in only]
+    rounds = max((count for _, _, count, _ in wanted), default=0)
     return [[Task(m, s, run) for m, s, count, run in wanted if count > n] for n in range(rounds)]
 
 
-def execute(plan: Plan, log_dir: Path) -> report.Results:
+def measurements(plan: Plan) -> list[str]:
+    """The names of every measurement a run makes (for --only)."""
+    every = tasks(plan, Server(C_RELAY, "C relay", ()))
+    return sorted({t.measurement for r in every for t in r})
+
+
+def execute(rounds: list[list[Task]], setup: Setup) -> report.Results:
     """Run every task; a run that fails is recorded with its error, and the run goes on."""
     results: report.Results = {}
-    rounds = tasks(plan)
     total = sum(len(r) for r in rounds)
     started = time.monotonic()
     done = 0
@@ -168,7 +210,7 @@ def execute(plan: Plan, log_dir: Path) -> report.Results:
             done += 1
             t0 = time.monotonic()
             try:
-                record: measure.Record | str = task.run(task.server, log_dir)
+                record: measure.Record | str = task.run(task.server, setup)
             except Exception as exc:  # one failed run must not lose the others' figures
                 record = f"{type(exc).__name__}: {exc}".strip()
                 traceback.print_exc(file=sys.stderr)
@@ -187,17 +229,23 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM (a timeout, kill) unwinds like Ctrl-C, so every server started is stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(
-        description="Benchmark section A, section C and an asyncio baseline, side by side.",
+        description="Benchmark section A, section C, an asyncio baseline and two reference "
+        "relays, side by side.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes, one run each: a smoke test"
     )
     parser.add_argument(
+        "--only",
+        metavar="M,...",
+        help=f"these measurements alone, of: {', '.join(measurements(FULL))}",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
-        help="write PREFIX.md, PREFIX.json and PREFIX.png "
-        "(default: bench/results/latest, or bench/results/quick with --quick)",
+        help="write PREFIX.md, PREFIX.json and PREFIX.png (default: bench/results/latest; "
+        "bench/results/quick with --quick, bench/results/partial with --only)",
     )
     parser.add_argument(
         "--render",
@@ -207,17 +255,35 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    out: Path = args.out or RESULTS / ("quick" if args.quick else "latest")
+    only = frozenset(args.only.split(",")) if args.only else frozenset()
+    if unknown := only - set(measurements(plan)):
+        parser.error(f"--only: no measurement {', '.join(sorted(unknown))}")
+    name = "partial" if only else plan.name if args.quick else "latest"
+    out: Path = args.out or RESULTS / name
     if args.render:
         saved_plan, machine, results = report.load(args.render)
-        plan = Plan(**{**saved_plan, "latency_clients": tuple(saved_plan["latency_clients"])})
+        known = {f.name for f in fields(Plan)}
+        saved = {k: v for k, v in saved_plan.items() if k in known}
+        plan = Plan(**{**saved, "latency_clients": tuple(saved["latency_clients"])})
     else:
         raise_fd_limit()  # a descriptor per client here too, and the servers inherit the limit
         machine = report.machine()
         print(f"bench: plan {plan.name}; {report.describe(machine)}", file=sys.stderr, flush=True)
-        with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
-            results = execute(plan, Path(logs))
+        built, how = native.build_all()
+        print(f"bench: {how}", file=sys.stderr, flush=True)
+        placement = Placement.choose()
+        c_relay = (
+            Server(C_RELAY, "C relay", (str(built["c_relay"]),)) if "c_relay" in built else None
+        )
+        placement.enter()
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+                setup = Setup(Path(logs), placement, built.get("c_loadgen"), plan.stuck_eof_wait)
+                results = execute(tasks(plan, c_relay, only), setup)
+        finally:
+            placement.restore()
         machine = report.finish(machine)
+        machine = {**machine, "placement": placement.describe(), "c_programs": how}
     machine = {**machine, "png": out.with_suffix(".png").name}
     text = tables.markdown(plan, machine, results, baseline=BASELINE)
     print(text)

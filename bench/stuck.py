@@ -97,12 +97,12 @@ def _send_lines(swarm: Swarm, sender: Client, first: int, lines: int) -> bool:
     return True
 
 
-def closed_by_server(sock: socket.socket | None) -> bool | None:
-    """Whether the server closed the stuck reader (None: there was none)."""
+def closed_by_server(sock: socket.socket | None, wait: float = STUCK_EOF_WAIT) -> bool | None:
+    """Whether the server closed the stuck reader within `wait` seconds (None: there was none)."""
     if sock is None:
         return None
     try:
-        read_until_eof(sock, STUCK_EOF_WAIT)
+        read_until_eof(sock, wait)
         return True
     except (AssertionError, OSError):
         return False

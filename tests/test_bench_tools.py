@@ -1,0 +1,169 @@
+"""The benchmark's C tools: the C generator catches every fault, and the C relay loses nothing.
+
+The C fan-out generator (bench/c_loadgen.c) is trusted to say "lossless" only if it
+would have said otherwise: its checker's self-test feeds it streams with each kind of
+fault, and here a relay that loses, repeats or reorders one line on the wire must be
+caught end to end. The C relay (bench/c_relay.c) is checked by the Python generator,
+which shares no code with it. Skipped, with the reason, where there is no C compiler;
+a compiler that fails to build them fails the tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from bench import native
+from bench.c_fanout import CDelivery, c_fan_out
+from bench.plain_relay import Peer, PlainRelay
+from bench.processes import Placement, ServerRun
+from tests.load import READER_RCVBUF, Swarm
+
+CLIENTS = 6
+LINES = 300
+QUIET = 0.5  # seconds without a line before a faulty fan-out is over
+TIMEOUT = 20.0
+
+
+def built(program: str) -> Path:
+    """The program, built; skips the test where there is no C compiler (a failed build fails)."""
+    try:
+        return native.build(program)
+    except native.NoCompiler as exc:
+        pytest.skip(f"bench/{program}.c not built: {exc}")
+
+
+def test_c_loadgen_self_test_counts_every_kind_of_fault() -> None:
+    done = subprocess.run(
+        [str(built("c_loadgen")), "--self-test"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for fault in ("lost", "duplicated", "swapped", "altered", "cut short", "own line"):
+        assert any(line.startswith("ok: ") and fault in line for line in done.stdout.splitlines())
+
+
+Fault = Callable[[list[bytes]], list[bytes]]
+
+
+def drop(lines: list[bytes]) -> list[bytes]:
+    return lines[:5] + lines[6:]
+
+
+def repeat(lines: list[bytes]) -> list[bytes]:
+    return lines[:6] + lines[5:]
+
+
+def swap(lines: list[bytes]) -> list[bytes]:
+    return [*lines[:5], lines[6], lines[5], *lines[7:]]
+
+
+class FaultyRelay(PlainRelay):
+    """The plain relay, with `fault` done once, to the first block of 8 lines or more."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__()
+        self.fault: Fault | None = fault
+
+    def forward(self, me: Peer, lines: bytes) -> None:
+        block = lines.split(b"\n")
+        with self.lock:  # one fault only, though every client has a thread
+            fault = self.fault if len(block) >= 8 else None
+            if fault is not None:
+                self.fault = None
+        super().forward(me, b"\n".join(fault(block)) if fault else lines)
+
+
+@pytest.fixture
+def faulty_relay(request: pytest.FixtureRequest) -> Iterator[tuple[str, int]]:
+    """A FaultyRelay in this process, served until the test ends; its address."""
+    relay = FaultyRelay(request.param)
+    listener = socket.create_server(("127.0.0.1", 0))
+    threads: list[threading.Thread] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # shut down: the test is over
+                return
+            thread = threading.Thread(target=relay.serve, args=(conn,))
+            threads.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    yield listener.getsockname()[:2]
+    listener.shutdown(socket.SHUT_RDWR)  # wakes accept(): close would not (Linux)
+    acceptor.join(5)
+    listener.close()
+    for thread in threads:  # each ends once its client is gone, and the generator has exited
+        thread.join(5)
+
+
+def fan_out(address: tuple[str, int]) -> CDelivery:
+    return c_fan_out(
+        built("c_loadgen"), address, CLIENTS, LINES, timeout=TIMEOUT, quiet=QUIET,
+        stall_window=QUIET,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("faulty_relay", "caught"),
+    [(drop, "lost"), (repeat, "duplicated"), (swap, "reordered")],
+    indirect=["faulty_relay"],
+)
+def test_c_loadgen_catches_a_relay_that_loses_repeats_or_reorders_a_line(
+    faulty_relay: tuple[str, int], caught: str
+) -> None:
+    result = fan_out(faulty_relay)
+    faults = {k: getattr(result, k) for k in ("lost", "duplicated", "reordered", "malformed")}
+    # The one faulty block went to every other client: each of them saw the fault once.
+    assert faults == {k: (CLIENTS - 1 if k == caught else 0) for k in faults}
+    assert result.disordered == (0 if caught == "lost" else CLIENTS - 1)
+    assert result.unique < result.expected if caught == "lost" else result.ended == "complete"
+
+
+@pytest.mark.parametrize("faulty_relay", [lambda lines: lines], indirect=True, ids=["no fault"])
+def test_c_loadgen_finds_nothing_wrong_with_a_relay_that_does_no_wrong(
+    faulty_relay: tuple[str, int],
+) -> None:
+    result = fan_out(faulty_relay)
+    assert result.ended == "complete"
+    assert result.unique == result.delivered == result.expected == CLIENTS * (CLIENTS - 1) * LINES
+    assert (result.lost, result.disordered, result.cut, result.silent) == (0, 0, 0, 0)
+
+
+@pytest.fixture
+def c_relay(tmp_path: Path) -> Iterator[ServerRun]:
+    server = ServerRun((str(built("c_relay")),), "c_relay", tmp_path, Placement.anywhere())
+    yield server
+    server.stop()
+
+
+def test_c_relay_delivers_every_line_whole_and_in_order_to_the_python_generator(
+    c_relay: ServerRun,
+) -> None:
+    with Swarm(c_relay.address) as swarm:
+        members = swarm.connect(CLIENTS, rcvbuf=READER_RCVBUF)
+        swarm.sync()
+        delivery = swarm.fan_out(members, LINES, timeout=TIMEOUT)
+    assert delivery.checked
+    assert not delivery.lost and not delivery.cut and not delivery.disordered
+    assert delivery.delivered == CLIENTS * (CLIENTS - 1) * LINES
+
+
+def test_c_relay_answers_a_command_with_an_error_to_the_sender_alone(c_relay: ServerRun) -> None:
+    alice = socket.create_connection(c_relay.address, timeout=5)
+    to_alice = alice.makefile("rb")
+    assert to_alice.readline() == b"* welcome, guest-1. here now: a relay.\n"  # first: guest-1
+    with alice, socket.create_connection(c_relay.address, timeout=5) as bob:
+        to_bob = bob.makefile("rb")
+        assert to_bob.readline() == b"* welcome, guest-2. here now: a relay.\n"
+        bob.sendall(b"/who\nhello\n")
+        assert to_bob.readline() == b"* error: unknown command /who\n"
+        assert to_alice.readline() == b"guest-2: hello\n"  # and nothing before it
