@@ -275,6 +275,8 @@ def message(sender: str, text: str) -> bytes:
 
 # Bytes that make a line need the per-line path: C0 controls but the newline, and DEL.
 _NOT_PLAIN = bytes([*range(0x0A), *range(0x0B, 0x20), 0x7F])
+# A line that starts empty, with a space (it may be blank) or a slash (a command).
+_ODD_START = re.compile(rb"\n[\n /]|\n$")
 
 
 def messages(sender: str, lines: list[bytes | Overlong]) -> bytes | None:
@@ -296,11 +298,8 @@ def messages(sender: str, lines: list[bytes | Overlong]) -> bytes | None:
     if (
         not block.isascii()
         or len(block.translate(None, _NOT_PLAIN)) != len(block)
-        or block[:1] in (b"", b"\n", b" ", b"/")
-        or block.endswith(b"\n")
-        or b"\n\n" in block
-        or b"\n " in block
-        or b"\n/" in block
+        or block[:1] in (b"", b"\n", b" ", b"/")  # the first line: empty, blank?, a command
+        or _ODD_START.search(block)  # any other line
     ):
         return None  # a line that is blank, a command, or needs sanitising: one at a time
     prefix = sender.encode() + b": "

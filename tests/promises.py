@@ -19,7 +19,8 @@ import unicodedata
 
 # ------------------------------------------------------------------ the protocol
 MAX_NAME = 24  # "The protocol": /nick NAME, "1-24 letters, digits, `-`, `_`"
-NOTICE_WITHIN = 0.050  # "What it guarantees": "Join and leave notices reach the others within 50 ms"
+# "What it guarantees": "Join and leave notices reach the others within 50 ms"
+NOTICE_WITHIN = 0.050
 # "The protocol": the command table, in its order, as /help lists them too.
 README_COMMANDS = (
     "/nick NAME",

@@ -54,5 +54,7 @@ def test_lines_that_need_a_closer_look_step_aside() -> None:
         b"caf\xc3\xa9",
     ):
         assert protocol.messages("bob", [b"plain", odd]) is None, odd
+        assert protocol.messages("bob", [odd, b"plain"]) is None, odd
+        assert protocol.messages("bob", [b"plain", odd, b"plain"]) is None, odd
     assert protocol.messages("bob", [b"plain", Overlong(10)]) is None
     assert protocol.messages("bob", []) is None
