@@ -569,3 +569,8 @@ def test_the_welcome_names_at_most_a_hundred_others() -> None:
     assert f"{others[WELCOME_NAMES]}," not in line
     assert "and 5 more (/who lists everyone)" in line
     assert protocol.welcome("guest-1", others[:3]).decode().count("guest-") == 4
+
+
+def test_a_line_at_the_limit_passes_beside_one_over_it_in_the_same_read() -> None:
+    framer = LineFramer(max_line=8)
+    assert framer.feed(b"123456789\n12345678\n") == [Overlong(8), b"12345678"]
