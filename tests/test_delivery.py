@@ -86,14 +86,6 @@ def pair() -> Iterator[Pair]:
     pairs.close()
 
 
-@pytest.fixture
-def flusher() -> Iterator[Flusher]:
-    flusher = Flusher()
-    flusher.start()
-    yield flusher
-    flusher.stop(5.0)
-
-
 def make_room(rules: LagRules) -> ChatRoom:
     room = ChatRoom(rules=rules)
     room.start()
