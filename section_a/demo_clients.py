@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from section_a import protocol
-from section_a.client import MAX_INCOMING, PROMPT
+from section_a.client.app import MAX_INCOMING, PROMPT
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 5.0  # seconds to wait for any one thing before the demo fails

@@ -33,6 +33,7 @@ from collections import deque
 from collections.abc import Callable
 
 from section_a.lag import LagRules
+from section_a.sockets import shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -152,19 +153,6 @@ class Outbox:
         self.backlog = 0
         self.lagging_since = 0.0
         self._flusher.forget(self)
-
-
-def shut_down(sock: socket.socket) -> None:
-    """Wake every thread blocked on `sock` and send FIN after what is already sent.
-
-    On Linux, close() from another thread does not wake a thread blocked in recv()
-    on the same socket; shutdown() does (recv returns b""). So a socket is shut
-    down to wake its reader, and closed only by the thread that owns it.
-    """
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass  # already shut down, or the peer is gone: either way nobody is left to wake
 
 
 class Flusher:

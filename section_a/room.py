@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 from section_a import protocol
 from section_a.lag import LagRules
-from section_a.outbox import Flusher, Outbox, shut_down
+from section_a.outbox import Flusher, Outbox
+from section_a.sockets import peer_name, shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,6 @@ class Member:
     name: str
     peer: str
     outbox: Outbox
-
-
-def peer_name(addr: object) -> str:
-    """`host:port` for an IPv4 or IPv6 address tuple."""
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(addr)
 
 
 class ChatRoom:

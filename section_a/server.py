@@ -28,8 +28,7 @@ import threading
 import time
 
 from section_a import cli
-from section_a.outbox import shut_down
-from section_a.room import peer_name
+from section_a.sockets import peer_name, shut_down
 
 logger = logging.getLogger("chat")
 

@@ -1,6 +1,6 @@
 """The client's terminal side: how server lines are shown, and how the user's line is edited.
 
-Two parts, both used by client.py:
+Two parts, both used by app.py:
 
 `Painter` turns one line from the server into what is printed. It sanitises first
 (`protocol.sanitise`: invalid UTF-8 becomes U+FFFD, an ESC becomes the visible text

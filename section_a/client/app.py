@@ -56,8 +56,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from section_a import protocol
-from section_a.display import Console, Painter, PlainConsole, ReadlineConsole, wants_colour
-from section_a.outbox import shut_down
+from section_a.client.display import Console, Painter, PlainConsole, ReadlineConsole, wants_colour
+from section_a.sockets import shut_down
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9034

@@ -1,0 +1,26 @@
+"""Two socket helpers that the server and the client share.
+
+On Linux, close() from another thread does not wake a thread blocked in recv()
+on the same socket; shutdown() does (recv returns b""). So a socket is shut down
+to wake its reader, and closed only by the thread that owns it.
+"""
+
+from __future__ import annotations
+
+import socket
+
+
+def shut_down(sock: socket.socket) -> None:
+    """Wake every thread blocked on `sock` and send FIN after what is already sent."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already shut down, or the peer is gone: either way nobody is left to wake
+
+
+def peer_name(addr: object) -> str:
+    """`host:port` for an IPv4 or IPv6 address tuple."""
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)
