@@ -13,7 +13,7 @@ shutdown (the thread removes itself when its client leaves). With n clients the
 process has n + 2 threads: the main thread, the n client threads, and the room's
 flusher, which writes what slow readers' sockets could not take at once.
 Everything else, the options and the order of starting and stopping, both
-stages share (cli.py): `make diff` shows what stage C does instead.
+stages share (serving.py): `make diff` shows what stage C does instead.
 
 Run it: python -m section_a.server --port 9034   (then: nc 127.0.0.1 9034)
 """
@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 
-from section_a import cli
+from section_a import serving
 from section_a.sockets import peer_name, shut_down
 
 logger = logging.getLogger("chat")
@@ -41,14 +41,14 @@ LOG_EVERY = 1.0  # seconds between two log lines about the same accept error
 class ThreadedServer:
     """Accepts connections in the calling thread and serves each in a thread of its own."""
 
-    def __init__(self, listener: socket.socket, handler: cli.Handler) -> None:
+    def __init__(self, listener: socket.socket, handler: serving.Handler) -> None:
         self.listener = listener
         self.handler = handler
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
         self._last_complaint = 0.0
 
-    def serve(self, stop: cli.SignalStop) -> None:
+    def serve(self, stop: serving.SignalStop) -> None:
         """Accept until `stop`; each connection gets a new thread."""
         stop.then(lambda: shut_down(self.listener))  # wakes accept(): close would not (Linux)
         while not stop.requested:
@@ -64,7 +64,7 @@ class ThreadedServer:
             with self._lock:
                 self._threads.add(thread)
             try:
-                with cli.signals_blocked():  # the new thread inherits the mask (see cli.py)
+                with serving.signals_blocked():  # the new thread inherits the mask (see serving.py)
                     thread.start()
             except RuntimeError:  # "can't start new thread": out of memory or a limit
                 with self._lock:
@@ -109,7 +109,8 @@ class ThreadedServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run("Stage A chat server: one thread per connected client.", argv, ThreadedServer)
+    description = "Stage A chat server: one thread per connected client."
+    return serving.run(description, argv, ThreadedServer)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 
 class Limits:
-    """What the server's options set for every client's input (cli.py fills it in)."""
+    """What the server's options set for every client's input (serving.py fills it in)."""
 
     def __init__(self, max_line: int, rate: float = 0.0, burst: int = 1, recvq: int = 0) -> None:
         self.max_line = max_line

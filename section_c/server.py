@@ -8,7 +8,7 @@
        |  stop_proactor() closes the listener, wakes and joins every thread; exit 0
 
 Everything a client sees is stage A's: the same protocol, room, outboxes and
-session, imported from section_a, and the same start and stop (cli.py). What
+session, imported from section_a, and the same start and stop (serving.py). What
 changed is who accepts and who owns the threads: stage A's main thread ran the
 accept loop and kept the client threads; here `start_proactor(listener, handler)`
 does both, and the main thread only waits for the signal to stop. With n clients
@@ -24,7 +24,7 @@ import logging
 import socket
 import sys
 
-from section_a import cli
+from section_a import serving
 from section_b import Proactor, start_proactor, stop_proactor
 
 logger = logging.getLogger("chat")
@@ -33,14 +33,14 @@ logger = logging.getLogger("chat")
 class ProactorServer:
     """Hands the listener to a proactor, which accepts and serves each connection in a thread."""
 
-    def __init__(self, listener: socket.socket, handler: cli.Handler) -> None:
+    def __init__(self, listener: socket.socket, handler: serving.Handler) -> None:
         self.listener = listener
         self.handler = handler
         self.proactor: Proactor | None = None
 
-    def serve(self, stop: cli.SignalStop) -> None:
+    def serve(self, stop: serving.SignalStop) -> None:
         """Start the proactor, and wait for `stop`: accepting goes on in its thread."""
-        with cli.signals_blocked():  # its threads inherit the mask (see cli.py)
+        with serving.signals_blocked():  # its threads inherit the mask (see serving.py)
             self.proactor = start_proactor(self.listener, self.handler, name="chat")
         stop.wait()
 
@@ -50,9 +50,8 @@ class ProactorServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.run(
-        "Stage C chat server: stage A's chat on the stage B proactor.", argv, ProactorServer
-    )
+    description = "Stage C chat server: stage A's chat on the stage B proactor."
+    return serving.run(description, argv, ProactorServer)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What both chat servers share around the serving itself: options, logging, signals, limits.
+"""Serving a chat, the same for both stages: options, logging, signals, limits, start and stop.
 
 Stage A's and stage C's servers differ only in how connections are accepted and
 given threads; everything a user types or sees on the command line is here, so
