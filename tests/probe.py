@@ -48,6 +48,12 @@ class Probe:
         for sock in (self.sender, self.reader):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        for sock in (self.sender, self.reader):  # joined: the room counts both from now on
+            welcome = b""
+            while not welcome.endswith(b"\n"):  # a byte at a time: nothing after it is taken
+                byte = sock.recv(1)
+                assert byte, "the server closed the probe before its welcome"
+                welcome += byte
         self.latencies: list[float] = []
         self.sent = 0
         self.error: BaseException | None = None

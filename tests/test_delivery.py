@@ -25,6 +25,8 @@ pytestmark = pytest.mark.timeout(30)
 
 SENDQ = 64 * 1024
 SMALL_RCVBUF = 4096  # the peer's receive buffer: the kernel holds little for a reader
+READER_RCVBUF = 64 * 1024  # a reader the test reads READ_SIZE at a time
+READ_SIZE = 16 * 1024
 LINE = b"x" * 99 + b"\n"
 CHUNK = LINE * 100  # 10 KB
 SAID = re.compile(rb"\d+:\d+")  # what the order test's members say: SPEAKER:NUMBER
@@ -52,7 +54,7 @@ class Peer:
         return self.received
 
     def read_some(self, size: int) -> int:
-        self.sock.settimeout(1.0)
+        self.sock.settimeout(5.0)
         data = self.sock.recv(size)
         self.received += data
         return len(data)
@@ -148,7 +150,9 @@ def test_what_the_socket_cannot_take_waits_in_order_and_goes_when_it_drains(
 
 
 def test_a_reader_lags_past_sendq_until_it_is_back_under_half(pair: Pair, flusher: Flusher) -> None:
-    conn, peer = pair.connect(SMALL_RCVBUF)
+    # Not the tiny buffer: reading it 4 KiB at a time, the window would reopen too little
+    # for the kernel to say so, and the sender would wait for its zero-window probe.
+    conn, peer = pair.connect(READER_RCVBUF)
     outbox = Outbox(conn, LagRules(sendq=SENDQ), flusher)
     caught_up: list[int] = []
     outbox.on_caught_up = lambda box: caught_up.append(box.backlog)
@@ -157,7 +161,7 @@ def test_a_reader_lags_past_sendq_until_it_is_back_under_half(pair: Pair, flushe
     assert outbox.backlog > SENDQ and outbox.lagging_since > 0
     while not caught_up:
         assert outbox.lagging_since, "it stopped lagging before it caught up"
-        peer.read_some(4096)
+        peer.read_some(READ_SIZE)
     assert caught_up[0] <= SENDQ // 2 and outbox.lagging_since == 0
 
 
