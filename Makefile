@@ -28,7 +28,7 @@ help:
 	@echo "  make stress      the stress suite at full size (long)"
 	@echo "  make bench       A, C, an asyncio baseline and two reference relays (~15 min)"
 	@echo "  make lint        ruff and mypy"
-	@echo "  make mutate      mutation testing of protocol.py and lag.py (mutmut; docs/mutation.md)"
+	@echo "  make mutate      mutation testing of protocol.py, framing.py and lag.py (mutmut; docs/mutation.md)"
 	@echo "  make clean       remove $(VENV) and caches"
 
 # The venv is a stamp that depends on the pinned requirements: a failed install

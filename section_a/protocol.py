@@ -39,76 +39,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MAX_LINE = 8192  # bytes in one line, its terminator not counted
+# The framing (bytes in, lines out) lives in framing.py; the protocol names it here too.
+from section_a.framing import MAX_LINE as MAX_LINE
+from section_a.framing import LineFramer as LineFramer
+from section_a.framing import Overlong as Overlong
+
 NAME_MAX = 24  # characters in a name
 WELCOME_NAMES = 100  # names of the others in the welcome line, at most
-
-# --------------------------------------------------------------------------- framing
-
-
-@dataclass(frozen=True)
-class Overlong:
-    """A line went over the limit and was discarded (reported once per line)."""
-
-    limit: int
-
-
-class LineFramer:
-    """Turns a stream of bytes, split anywhere, into whole lines.
-
-    Memory is bounded: a line whose newline has not arrived yet is checked against
-    the limit too (as Twisted's LineReceiver does), so a peer streaming bytes with no
-    newline costs at most `max_line` bytes here. Once a line is over the limit the
-    framer discards until the next newline and reports `Overlong` once.
-    """
-
-    def __init__(self, max_line: int = MAX_LINE) -> None:
-        self.max_line = max_line
-        self._pending = b""  # the start of a line whose newline has not arrived
-        self._discarding = False  # inside an over-long line, until its newline
-
-    def feed(self, data: bytes) -> list[bytes | Overlong]:
-        """Add bytes; return the lines they complete (without terminators), in order."""
-        if self._discarding:  # inside an over-long line: nothing is kept until its newline
-            newline = data.find(b"\n")
-            if newline < 0:
-                return []
-            data = data[newline + 1 :]
-            self._discarding = False
-        lines = (self._pending + data).split(b"\n")
-        rest = lines.pop()  # after the last newline: the start of a line still to come
-        # split() runs at C speed; a loop over the lines runs only where one needs it.
-        if b"\r" in data or b"\r" in self._pending:
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-        events: list[bytes | Overlong] = list(lines)
-        if lines and max(map(len, lines)) > self.max_line:
-            events = [
-                Overlong(self.max_line) if len(line) > self.max_line else line for line in lines
-            ]
-        # One byte of slack: a line of exactly max_line bytes may be waiting for "\n" after "\r".
-        if not self._discarding and len(rest) > self.max_line + 1:
-            events.append(Overlong(self.max_line))
-            self._discarding = True
-        self._pending = b"" if self._discarding else rest
-        return events
-
-    def finish(self) -> list[bytes | Overlong]:
-        """The input has ended: the last line, if it had no newline, as `feed` would give it.
-
-        Exactly what a newline would have completed, so the limit holds as for any line
-        (a line over it already reported gives nothing more). Call it only for an end of
-        input the peer chose: a reset or our own shutdown loses the partial line instead.
-        The framer is empty afterwards.
-        """
-        if not self._pending and not self._discarding:
-            return []  # the input ended on a line boundary: no line is left
-        return self.feed(b"\n")
-
-    @property
-    def pending(self) -> int:
-        """Bytes held for a line whose newline has not arrived yet."""
-        return len(self._pending)
-
 
 # --------------------------------------------------------------------------- sanitising
 
