@@ -93,7 +93,7 @@ class ChatRoom:
                 outbox = Outbox(conn, self.rules, self._flusher)
                 outbox.on_caught_up = self._caught_up
                 member = Member(name, peer, outbox)
-                outbox.send(protocol.welcome(name, [m.name for m in self._members]))
+                self._send(member, protocol.welcome(name, [m.name for m in self._members]))
                 self._write(protocol.joined(name))  # told: exactly those the welcome names
                 self._members += (member,)
                 self._names[name] = member
@@ -196,13 +196,13 @@ class ChatRoom:
             wake = math.inf
             for outbox in list(self._laggards):
                 if not outbox.lagging_since:  # caught up meanwhile, or cut
-                    self._laggards.discard(outbox)
+                    self._forget_laggard(outbox)
                     continue
                 why = self.rules.why_cut(now, outbox.lagging_since, outbox.last_taken)
                 if why:
                     logger.debug("cutting a reader: %s", why)
                     outbox.cut(why)  # its thread wakes, and leaves
-                    self._laggards.discard(outbox)
+                    self._forget_laggard(outbox)
                 else:
                     wake = min(wake, self.rules.next_look(outbox.lagging_since, outbox.last_taken))
             if self._laggards:
