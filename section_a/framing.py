@@ -81,6 +81,11 @@ class LineFramer:
         return self.feed(b"\n")
 
     @property
+    def discarding(self) -> bool:
+        """Inside an over-long line: what comes is dropped until its newline."""
+        return self._discarding
+
+    @property
     def pending(self) -> int:
         """Bytes held for a line whose newline has not arrived yet."""
         return len(self._pending)

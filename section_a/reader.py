@@ -44,7 +44,10 @@ class LineReader:
     def read(self) -> Events | None:
         """The lines of the next recv() (maybe none); None at EOF."""
         data = self.conn.recv(self._size)
-        self._size = RECV_SIZE if len(data) >= IDLE_RECV_SIZE else IDLE_RECV_SIZE
+        # Big reads for a burst of lines; small ones when idle, and while the framer
+        # discards an over-long line (a flood with no newline then holds no big buffers).
+        burst = len(data) >= IDLE_RECV_SIZE and not self.framer.discarding
+        self._size = RECV_SIZE if burst else IDLE_RECV_SIZE
         return self.framer.feed(data) if data else None
 
 

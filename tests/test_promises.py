@@ -117,11 +117,13 @@ def test_by_default_exactly_1024_clients_are_served(start_server: StartServer) -
     raise_fd_limit()  # one descriptor a client here too
     server = start_server()
     with Swarm(server.address) as swarm:
-        clients = swarm.connect(DEFAULT_MAX_CLIENTS + 1, timeout=DEADLINE * 6)
+        # The room fills first, then one more comes: which of many racing connections the
+        # server admits last is up to its threads, so they do not race here.
+        clients = swarm.connect(DEFAULT_MAX_CLIENTS, timeout=DEADLINE * 6)
         refused = [c for c in clients if not c.welcomed]
-        assert len(refused) == 1, f"{len(refused)} refused of {DEFAULT_MAX_CLIENTS + 1}"
-        assert refused[0].first == SERVER_FULL.encode()
-        assert refused[0] is clients[-1], "a client was refused before the room was full"
+        assert not refused, f"{len(refused)} refused of {DEFAULT_MAX_CLIENTS}"
+        [extra] = swarm.connect(1, timeout=DEADLINE)
+        assert not extra.welcomed and extra.first == SERVER_FULL.encode()
 
 
 # --------------------------------------------------------------------------- -q
