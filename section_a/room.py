@@ -1,11 +1,12 @@
 """The chat room: who is connected, under which name, and how lines reach them.
 
-Everything the room sends goes out under its one lock, written by the thread that
-produced it: a line said by alice is written by alice's thread to every other
-member's `Outbox` in turn, a join notice by the joining client's thread. So every
-member hears the room in the same order, a reply (`/who`) comes after everything
-the room was told before it, and no line is handed from thread to thread. A write
-never blocks (outbox.py): what a socket does not take waits in its backlog.
+Everything the room sends goes out under its one lock, so every member hears the
+room in the same order and a reply (`/who`) comes after everything the room was
+told before it. A notice is written by the thread that produced it. A line said
+joins the room's queue first, and whoever holds the lock next writes every line
+queued by then: when many say at once, each reader gets their lines in one send,
+and the senders that came second find their line already written. A write never
+blocks (outbox.py): what a socket does not take waits in its backlog.
 
 A member's line waits while any reader lags (its backlog is past --sendq): a
 room that writes faster than it is read slows its senders, whose clients then
@@ -63,6 +64,12 @@ class ChatRoom:
         self._members: tuple[Member, ...] = ()  # replaced whole: a snapshot is always safe
         self._names: dict[str, Member] = {}  # lower-cased name -> member
         self._laggards: set[Outbox] = set()
+        # Lines said but not written yet: (line, sender), in order. Senders append under
+        # the small queue lock, without waiting for the room's; numbered to know who is done.
+        self._queue_lock = threading.Lock()
+        self._queue: list[tuple[bytes, Member]] = []
+        self._queued = 0  # lines ever queued
+        self._written = 0  # of those, how many have been written
         self._guests = itertools.count(1)
         self.waiting = 0  # senders waiting now, because someone lags (for logs and tests)
         self.waits = 0  # how many times a sender had to wait, in all
@@ -137,10 +144,20 @@ class ChatRoom:
     # ------------------------------------------------------------------ lines
 
     def say(self, member: Member, data: bytes) -> None:
-        """Give what `member` said to everyone else, once nobody lags."""
+        """Give what `member` said to everyone else, once nobody lags.
+
+        The line joins the room's queue before this thread waits for the lock, and
+        whoever holds the lock next writes everything queued: the lines of every
+        sender that waited meanwhile go to each reader in one send.
+        """
+        with self._queue_lock:
+            self._queue.append((data, member))
+            self._queued += 1
+            mine = self._queued
         with self._lock:
             self._wait_while_anyone_lags()
-            self._write(data, exclude=member)
+            if self._written < mine:  # nobody has written it for us meanwhile
+                self._write_queue()
 
     def tell(self, member: Member, data: bytes) -> None:
         """Send `data` to `member` alone, after everything the room was told before it."""
@@ -174,6 +191,25 @@ class ChatRoom:
 
     def find(self, name: str) -> Member | None:
         return self._names.get(name.lower())
+
+    def _write_queue(self) -> None:
+        # Called with the lock held: every queued line to every member but its sender.
+        with self._queue_lock:
+            queue, self._queue = self._queue, []
+            self._written = self._queued
+        if len(queue) == 1:
+            data, sender = queue[0]
+            self._write(data, exclude=sender)
+            return
+        everything = b"".join(data for data, _ in queue)
+        senders = {sender for _, sender in queue}
+        for member in self._members:
+            if member in senders:  # all but its own
+                data = b"".join(data for data, sender in queue if sender is not member)
+            else:
+                data = everything
+            if data and member.outbox.send(data):
+                self._laggards.add(member.outbox)
 
     def _write(self, data: bytes, exclude: Member | None = None) -> None:
         # Called with the lock held: `data` to every member but `exclude`.

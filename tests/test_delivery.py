@@ -213,6 +213,46 @@ def test_everyone_hears_the_room_in_the_same_order(pair: Pair, rooms: list[ChatR
             assert seen_by_a == seen_by_b and len(seen_by_a) == 2 * lines
 
 
+class CountingOutbox:
+    """Stands in for a member's outbox, counting the room's sends to it."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.sends: list[bytes] = []
+
+    def send(self, data: bytes) -> bool:
+        self.sends.append(data)
+        return self.outbox.send(data)
+
+    def __getattr__(self, name: str) -> object:  # everything else is the real outbox's
+        return getattr(self.outbox, name)
+
+
+def test_lines_said_while_the_room_is_busy_reach_each_reader_in_one_send(
+    pair: Pair, rooms: list[ChatRoom]
+) -> None:
+    room = make_room(LagRules(sendq=SENDQ))
+    rooms.append(room)
+    members = [join(room, pair) for _ in range(4)]
+    counted = []
+    for member, _ in members:
+        counting = CountingOutbox(member.outbox)
+        member.outbox = counting  # type: ignore[assignment]
+        counted.append(counting)
+    with room._lock:  # the room is busy: three members say a line meanwhile
+        threads = [saying(room, m, b"%d:1\n" % i) for i, (m, _) in enumerate(members[:3])]
+        wait_for(lambda: len(room._queue) == 3, "three lines queued for the room")
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    everything = b"0:1\n1:1\n2:1\n"
+    assert counted[3].sends == [everything], "the lines went to the reader one send each"
+    for index in range(3):  # each sender got the other two, in the room's order, together
+        assert counted[index].sends == [everything.replace(b"%d:1\n" % index, b"")]
+    for index, (_, peer) in enumerate(members):
+        peer.read_all(b"2:1\n" if index != 2 else b"1:1\n")
+
+
 def test_the_welcome_comes_first_and_the_join_notice_goes_to_those_it_names(
     pair: Pair, rooms: list[ChatRoom]
 ) -> None:
