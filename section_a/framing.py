@@ -38,6 +38,8 @@ class LineFramer:
     framer discards until the next newline and reports `Overlong` once.
     """
 
+    __slots__ = ("_discarding", "_pending", "max_line")  # one per client: no __dict__ for each
+
     def __init__(self, max_line: int = MAX_LINE) -> None:
         self.max_line = max_line
         self._pending = b""  # the start of a line whose newline has not arrived

@@ -22,14 +22,12 @@ room (room.py) does the judging.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import select
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 from section_a.lag import LagRules
@@ -48,6 +46,13 @@ class Outbox:
     waits, newer data goes behind it, never straight to the socket.
     """
 
+    # One per client, most of them idle: slots and a list (empty, it holds no block,
+    # where a deque holds one from the start) keep an idle client small.
+    __slots__ = (
+        "_flusher", "_lock", "_queue", "backlog", "closed", "fd", "lagging_since",
+        "last_taken", "on_caught_up", "reason", "rules", "sock",
+    )  # fmt: skip
+
     def __init__(self, sock: socket.socket, rules: LagRules, flusher: Flusher) -> None:
         self.sock = sock
         self.fd = sock.fileno()
@@ -62,10 +67,10 @@ class Outbox:
         self.backlog = 0  # bytes waiting
         self.lagging_since = 0.0  # when the backlog passed the limit; 0 while it is under
         self.last_taken = time.monotonic()  # when the socket last took anything
-        self.on_caught_up: Callable[[Outbox], None] = lambda outbox: None
+        self.on_caught_up: Callable[[Outbox], None] = _nobody
         self._flusher = flusher
         self._lock = threading.Lock()
-        self._queue: deque[bytes] = deque()
+        self._queue: list[bytes] = []  # what waits, oldest first
 
     def send(self, data: bytes) -> bool:
         """Send `data` now, or queue it behind what waits; never blocks.
@@ -91,7 +96,7 @@ class Outbox:
         """Write what waits, as much as the socket takes now (the flusher calls it)."""
         with self._lock:
             while self._queue and not self.closed:
-                pieces = list(itertools.islice(self._queue, MAX_PIECES))
+                pieces = self._queue[:MAX_PIECES]
                 try:
                     sent = self.sock.sendmsg(pieces, [], socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -105,8 +110,7 @@ class Outbox:
                     self._drop(sent)
                     self._flusher.arm(self)  # the socket is full: the rest when it drains
                     break
-                for _ in pieces:
-                    self._queue.popleft()
+                del self._queue[: len(pieces)]
             caught_up = bool(self.lagging_since) and self.rules.caught_up(self.backlog)
             if caught_up:
                 self.lagging_since = 0.0
@@ -115,8 +119,11 @@ class Outbox:
 
     def _drop(self, sent: int) -> None:
         # Called with the lock held: take `sent` bytes off the front of the queue.
-        while sent >= len(self._queue[0]):
-            sent -= len(self._queue.popleft())
+        whole = 0
+        while sent >= len(self._queue[whole]):
+            sent -= len(self._queue[whole])
+            whole += 1
+        del self._queue[:whole]
         if sent:
             self._queue[0] = self._queue[0][sent:]
 
@@ -153,6 +160,10 @@ class Outbox:
         self.backlog = 0
         self.lagging_since = 0.0
         self._flusher.forget(self)
+
+
+def _nobody(outbox: Outbox) -> None:
+    """Whom an outbox tells that its reader caught up, until the room says."""
 
 
 class Flusher:

@@ -27,14 +27,18 @@ from section_a.protocol import LineFramer, Overlong
 
 # Bytes read at once: a burst of lines in one recv(), sent on to each reader in one send().
 RECV_SIZE = 64 * 1024
-# What an idle client's thread waits with (after a read that was not a burst).
-IDLE_RECV_SIZE = 1024
+# What an idle client's thread waits with (after a read that was not a burst): a thread
+# blocked in recv() holds a buffer of this size. A chat line fits, and under 512 bytes it
+# comes from Python's small-object allocator, not from malloc's per-thread arenas.
+IDLE_RECV_SIZE = 256
 
 Events = list[bytes | Overlong]
 
 
 class LineReader:
     """Lines from a socket, as fast as they come."""
+
+    __slots__ = ("_size", "conn", "framer")  # one per client: no __dict__ for each
 
     def __init__(self, conn: socket.socket, framer: LineFramer) -> None:
         self.conn = conn
@@ -61,6 +65,8 @@ class TokenBucket:
     The bucket holds up to `burst` tokens and refills at `rate` a second; a line
     takes a token. Pure state with an injectable clock, so it is tested without time.
     """
+
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
 
     def __init__(
         self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
@@ -91,6 +97,8 @@ class TokenBucket:
 
 class RateLimitedReader(LineReader):
     """Lines from a socket, no faster than a token bucket allows; a flood is cut."""
+
+    __slots__ = ("_eof", "_held", "_held_bytes", "bucket", "closing", "recvq")
 
     def __init__(
         self,

@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 MAX_CLIENTS = 1024  # members at once; a newcomer over it gets one line and is closed
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Member:
     """One connected client: its name, its address and its output."""
 
