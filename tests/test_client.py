@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from section_a.client.display import NAME_COLOURS, Painter, name_colour, wants_colour
+from section_a.client.painter import NAME_COLOURS, Painter, name_colour, wants_colour
 from tests.promises import (
     CLIENT_THREADS,
     EXIT_CANNOT_CONNECT,
@@ -264,7 +264,7 @@ def test_no_colour_when_asked(
 
 def test_a_name_gets_the_same_colour_in_every_run() -> None:
     # Not hash(): that is randomised per process, and bob would change colour each run.
-    code = "from section_a.client.display import name_colour as c; print(c('alice'), c('bob'))"
+    code = "from section_a.client.painter import name_colour as c; print(c('alice'), c('bob'))"
     runs = {
         subprocess.run(
             [sys.executable, "-c", code],

@@ -56,7 +56,8 @@ from dataclasses import dataclass
 from types import FrameType
 
 from section_a import protocol
-from section_a.client.display import Console, Painter, PlainConsole, ReadlineConsole, wants_colour
+from section_a.client.console import Console, PlainConsole, ReadlineConsole
+from section_a.client.painter import Painter, wants_colour
 from section_a.sockets import shut_down
 
 DEFAULT_HOST = "127.0.0.1"
