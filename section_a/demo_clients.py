@@ -42,7 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from section_a import protocol
-from section_a.client.app import MAX_INCOMING, PROMPT
+from section_a.client.app import PROMPT
+from section_a.client.receiver import MAX_INCOMING
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 5.0  # seconds to wait for any one thing before the demo fails

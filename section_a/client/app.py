@@ -34,16 +34,15 @@ With a terminal on stdin and stdout the user gets readline (editing, history wit
 the Up arrow), colour and a prompt; otherwise plain lines, so the client works in
 pipes and scripts: printf 'hi\\n' | python -m section_a.client
 
-Exit status: 0 you left (/quit, Ctrl-D, end of input); 1 could not connect;
-2 bad command line; 3 the server closed the connection or it was lost;
-128+N ended by signal N (130 for Ctrl-C, 143 for SIGTERM).
+This module is the keyboard thread, and who starts, wakes and joins the receiver.
+The receiver and its inbox are in receiver.py, the consoles in console.py, how a
+line is shown in painter.py, the options and exit statuses in command_line.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import queue
 import select
 import signal
 import socket
@@ -52,95 +51,19 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from types import FrameType
 
 from section_a import protocol
+from section_a.client.command_line import CANNOT_CONNECT, LEFT, SERVER_GONE, parse_args
 from section_a.client.console import Console, PlainConsole, ReadlineConsole
 from section_a.client.painter import Painter, wants_colour
+from section_a.client.receiver import Inbox, receive
 from section_a.sockets import shut_down
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 9034
 PROMPT = "> "
 CONNECT_TIMEOUT = 10.0  # seconds to establish the connection; then no timeouts at all
 LEAVE_TIMEOUT = 2.0  # seconds for the server's last lines after we leave
 JOIN_TIMEOUT = 1.0  # seconds for the receiver to finish once its socket is shut down
-RECV_SIZE = 16 * 1024
-MAX_INCOMING = 1024 * 1024  # bytes in a line from the server: /who in a big room is long
-
-LEFT, CANNOT_CONNECT, USAGE, SERVER_GONE = 0, 1, 2, 3
-
-EXIT_STATUS = f"""exit status:
-  {LEFT}      you left: /quit, Ctrl-D, or the end of the input
-  {CANNOT_CONNECT}      could not connect
-  {USAGE}      bad command line
-  {SERVER_GONE}      the server closed the connection, or it was lost
-  128+N  ended by signal N: 130 for Ctrl-C, 143 for SIGTERM"""
-
-
-@dataclass(frozen=True)
-class End:
-    """The receiver's last word: the connection is over, and why."""
-
-    why: str
-
-
-class Inbox:
-    """Lines from the receiver to the keyboard thread, with a pipe to wake its select().
-
-    The receiver puts a line in the queue, then writes one byte to the pipe; the
-    keyboard thread drains the pipe, then the queue. A line put after the drain of the
-    pipe is still taken (its byte causes one more, empty, wake-up): none is missed.
-    """
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[str | End] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)  # the receiver must never block on a wake-up
-
-    def fileno(self) -> int:
-        return self._wake_r
-
-    def put(self, item: str | End) -> None:
-        self._queue.put(item)
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already: the keyboard thread will wake
-
-    def take(self) -> tuple[str, End | None]:
-        """What has arrived, as text to print, and End if the connection is over."""
-        os.read(self._wake_r, 4096)
-        lines: list[str] = []
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return "".join(lines), None
-            if isinstance(item, End):
-                return "".join(lines), item
-            lines.append(item + "\n")
-
-    def close(self) -> None:
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-
-
-def receive(sock: socket.socket, inbox: Inbox, painter: Painter) -> None:
-    """The receiver thread: server lines into the inbox until EOF, then End."""
-    framer = protocol.LineFramer(MAX_INCOMING)
-    why = "the server closed the connection"
-    try:
-        while data := sock.recv(RECV_SIZE):
-            for line in framer.feed(data):
-                inbox.put(painter.server_line(line))
-        for line in framer.feed(b"\n" if framer.pending else b""):
-            inbox.put(painter.server_line(line))  # a last line that had no newline
-    except OSError as exc:
-        why = f"lost the connection: {exc.strerror or exc}"
-    finally:
-        inbox.put(End(why))
 
 
 class Interrupted(Exception):
@@ -271,57 +194,6 @@ def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
         sock.close()
         if not receiver.is_alive():
             inbox.close()  # not under a receiver that might still write a wake-up
-
-
-PORTS = (1, 65535)  # a server's port: 0 is no port to connect to
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a port to connect to, or one line saying why not."""
-    low, high = PORTS
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from {low} to {high:,}, not {text!r}"
-        ) from None
-    if not low <= port <= high:
-        raise argparse.ArgumentTypeError(f"must be {low} to {high:,}, not {text.strip()}")
-    return port
-
-
-def nick(text: str) -> str:
-    problem = protocol.name_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m section_a.client",
-        description="Terminal client for the chat: type a line to send it, /help for the\n"
-        "commands. Line editing and history in a terminal, plain lines in a pipe.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's table
-        epilog=EXIT_STATUS,
-    )
-    parser.add_argument(
-        "--host", default=DEFAULT_HOST, help="the server's address (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port",
-        type=port_number,
-        default=DEFAULT_PORT,
-        help=f"its port, {PORTS[0]} to {PORTS[1]:,} (default: %(default)s)",
-    )
-    parser.add_argument("--name", type=nick, help="take this name on arrival (sends /nick)")
-    parser.add_argument(
-        "--no-color", action="store_true", help="no colour (also: NO_COLOR set, or not a tty)"
-    )
-    parser.add_argument(
-        "--timestamps", action="store_true", help="show the time (HH:MM) each line arrived"
-    )
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
