@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from section_a.demo import MAX_LINE, SENDQ
+from section_a.demo.processes import MAX_LINE, SENDQ
 from tests.conftest import SERVERS
 from tests.servers import ROOT
 

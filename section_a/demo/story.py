@@ -1,156 +1,38 @@
-"""A demo to watch: a chat server, scripted clients and the real client, one step at a time.
+"""The demo's script: who connects, who says what, and what each step must show.
 
-`python -m section_a.demo` starts the stage A server as a process of its own on a
-free port; then clients join, talk, use commands and leave. Under each step it
-prints, for every client, each line the step made it receive, in the order they
-arrived (demo_clients.py says how it knows a step is over without guessing), and
-the server's thread count, read from the kernel (/proc), not from the server, so
-you can watch one thread appear per client and go away with it.
-
-Three plain sockets (alice, bob, carol) talk as `nc` would. dave is the real
-terminal client, ``python -m section_a.client``, in a pseudo-terminal: it has two
-threads (keyboard and receiver), and when the server stops it leaves by itself,
-with exit status 3. erin is stuck: a socket that never reads, with a tiny receive
-window. The server runs with small limits (--sendq, --max-line), so that the
-demo can show them at work in a few lines: the others talk on and get every line
-while erin's backlog grows until the server cuts her, and a line over the limit
-is refused while the next one is served. `--server section_c.server` runs the
-same script against stage C. It exits 0 when everything went as expected.
+`run` starts the server and tells the story: alice, bob and carol connect as
+plain sockets, dave runs the real client, they talk and use commands; carol's line
+over --max-line is refused; erin, who never reads, is cut while the others lose
+nothing (`stuck_reader_is_cut`); carol and bob leave; the server gets SIGINT and
+dave's client leaves by itself. A step that does not go as expected raises
+`DemoFailed`, and the demo exits 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
-import select
 import signal
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from typing import IO
 
-from section_a.demo_clients import (
-    DEADLINE,
-    ROOT,
-    Client,
-    DemoFailed,
-    LineClient,
-    TerminalClient,
-    command_line,
-    settle,
-    threads_become,
-    wait_until,
+from section_a.demo.clients import TerminalClient, command_line
+from section_a.demo.probes import DEADLINE, Client, DemoFailed, settle, wait_until
+from section_a.demo.processes import MAX_LINE, SENDQ, WHAT_BASE_IS, Server, threads_become
+from section_a.demo.transcript import (
+    PROBES_EXPLAINED,
+    TALK,
+    after,
+    connect,
+    expect_only,
+    show,
+    show_threads,
+    step,
 )
 
-BASE_THREADS = {"section_a.server": 2, "section_c.server": 3}
-WHAT_BASE_IS = {
-    "section_a.server": "main (accepts) + the room's flusher",
-    "section_c.server": "main + the proactor's accept thread + the room's flusher",
-}
-SENDQ = 16 * 1024  # bytes of backlog before a client is cut (the default is 1 MiB)
-MAX_LINE = 256  # bytes in a line (the default is 8 KiB)
 STUCK_RCVBUF = 4096  # erin's receive buffer: her window closes after a few KiB
 TALK_LINES = 20  # lines said in one turn while erin is stuck ...
 TALK_WIDTH = 200  # ... of this many bytes each
 CUT_DEADLINE = 15.0  # seconds for the server to cut erin, while the others talk
-TALK = re.compile(r"^\S+: talk \d{4} ")
-PROBES_EXPLAINED = """\
-(Under each step: every line each client received because of it, in the order it
-arrived. To know that a step is over, each client then sends a command the server
-does not know, /sync-N: the answer comes to it alone, after all the step sent it.
-Those probes and their answers are not shown.)"""
-
-
-class Server:
-    """The server under demonstration, as a process; its log is kept, and shown if it fails."""
-
-    def __init__(self, module: str, log: IO[bytes]) -> None:
-        self.module = module
-        self.log = log
-        argv = ["--port", "0", "-q", "--sendq", str(SENDQ), "--max-line", str(MAX_LINE)]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, *argv],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], DEADLINE)
-        line = self.proc.stdout.readline() if ready else ""
-        match = re.search(r"listening on (\S+):(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise DemoFailed(f"the server did not start: {line!r}\n{self.log_text()}")
-        self.address = (match.group(1), int(match.group(2)))
-        self.base = BASE_THREADS.get(module, 2)
-
-    def log_text(self) -> str:
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-
-def step(title: str) -> None:
-    print(f"\n-- {title}")
-    if sys.stdout.isatty():
-        time.sleep(0.3)  # a moment to read, for a person; a pipe (CI, tests) gets none
-
-
-def show(clients: Sequence[Client]) -> None:
-    """Print what each client received, client by client, each in arrival order."""
-    for client in clients:
-        for line in summarised(client.take()):
-            print(f"  {client.label:>6} sees:  {line}")
-
-
-def after(
-    everyone: Sequence[Client],
-    actors: Sequence[Client] = (),
-    until: tuple[Client, str] | None = None,
-) -> None:
-    settle(everyone, actors, until)
-    show([*actors, *(client for client in everyone if client not in actors)])
-
-
-def expect_only(clients: Sequence[Client], expected: dict[Client, str]) -> None:
-    """Each client got one line, matching its pattern, if it has one; nothing otherwise."""
-    for client in clients:
-        pattern, lines = expected.get(client), client.received
-        if not (len(lines) == 1 and re.search(pattern, lines[0]) if pattern else not lines):
-            raise DemoFailed(f"{client.label} got {lines}, expected {pattern or 'nothing'}")
-
-
-def summarised(lines: list[str]) -> Iterator[str]:
-    """The lines as they came, but a run of the talk's lines as one line that counts them."""
-    run: list[str] = []
-    for line in [*lines, ""]:
-        if TALK.match(line):
-            run.append(line)
-            continue
-        if run:
-            yield (
-                f"{len(run)} lines of the talk, every one in order "
-                f"({run[0][: run[0].index(' talk ') + 10]}... to "
-                f"{run[-1][: run[-1].index(' talk ') + 10]}...)"
-            )
-            run = []
-        if line:
-            yield line
-
-
-def show_threads(server: Server, clients: int) -> None:
-    count = threads_become(server.proc.pid, server.base + clients, "the server")
-    print(f"  server threads: {count} = {server.base} + {clients} client(s)  (from /proc)")
-
-
-def connect(label: str, server: Server, room: list[Client], rcvbuf: int = 0) -> LineClient:
-    print(f"  {label:>6} connects")
-    client = LineClient(label, server.address, rcvbuf)
-    room.append(client)
-    return client
 
 
 def run(module: str) -> None:
@@ -320,22 +202,3 @@ def stuck_reader_is_cut(server: Server, room: list[Client]) -> None:
 def talk(number: int) -> str:
     text = f"talk {number:04d} "
     return text + "." * (TALK_WIDTH - len(text))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0] if __doc__ else None,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--server", default="section_a.server", help="server module to run")
-    args = parser.parse_args(argv)
-    try:
-        run(args.server)
-    except (DemoFailed, OSError) as exc:
-        print(f"demo failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
