@@ -16,16 +16,14 @@ the pattern's roles onto this code.
 
 Threads: 1 accept thread per Proactor, plus 1 per live connection; nothing else.
 
-Listeners. The proactor owns the sockets given to add_listener() (before start()): it makes
-them non-blocking (the accept thread must never block in accept() after a stale wake-up), and
-the accept thread closes them when it ends.
+Stage B is three modules, each importing only those above it:
 
-Accept thread. It waits with a selector on every listener and on a wake-up socket, so one
-thread serves any number of listeners, and stop() wakes it without a polling timeout.
-Running out of descriptors or memory (CAPACITY_ERRNOS) pauses accepting for
-CAPACITY_BACKOFF seconds, and the warning is logged at most once a second: accepting again
-at once would fail again and spin a core. A connection lost before it was accepted
-(RETRY_ERRNOS) is skipped. Any other accept error closes that listener only, with a log line.
+    sockets.py    wake_blocked() and peer_name(): the socket facts it relies on
+    accepting.py  the accept thread: every listener at once, and what an accept error means
+    proactor.py   here: start and stop, a thread per connection, the counters
+
+Listeners. The proactor owns the sockets given to add_listener() (before start()): it makes
+them non-blocking, and the accept thread closes them when it ends.
 
 Connection threads. Each runs on_connect, then the handler, on a blocking socket; whatever the
 handler does, the connection is then closed, on_disconnect runs and the thread ends. An
@@ -51,57 +49,23 @@ b'HELLO'
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any
+
+from section_b.accepting import Acceptor, Handler
+from section_b.sockets import Address, peer_name, wake_blocked
 
 __all__ = ["Address", "Handler", "Proactor", "peer_name", "start_proactor", "stop_proactor",
            "wake_blocked"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
-Address: TypeAlias = Any  # as accept() returns it: (host, port), or (host, port, flow, scope)
-Handler: TypeAlias = Callable[[socket.socket, Address], None]
-
-# The process is out of something it shares (descriptors, buffers, memory): an accept
-# tried again at once fails again, so wait a little instead (trio's serve_listeners does too).
-CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-CAPACITY_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
-CAPACITY_LOG_INTERVAL = 1.0  # seconds; the capacity warning is logged at most this often
-# That connection died before we took it, or (Linux, see accept(2)) accept() reports a
-# pending network error of the new connection: the listener itself is fine.
-RETRY_ERRNOS = frozenset({
-    errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
-    errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH,
-})  # fmt: skip
 REFUSE_TIMEOUT = 1.0  # seconds on_refused may spend on a socket: it runs in the accept thread
-
-
-def wake_blocked(sock: socket.socket) -> None:
-    """Wake every thread blocked on `sock`: recv() returns b"", send() and accept() fail.
-
-    Linux behaviour: close() from another thread does NOT wake a thread blocked in
-    accept() or recv() on the same socket (the blocked call holds the kernel's file open,
-    and it stays blocked). shutdown() acts on the connection itself and ends the blocked
-    call. So: shutdown here to wake, and let the socket's owner close it afterwards.
-    """
-    with contextlib.suppress(OSError):  # already closed or never connected: nothing to wake
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-def peer_name(addr: Address) -> str:
-    """Name a peer for logs and thread names: '127.0.0.1:5000', '[::1]:5000'."""
-    if isinstance(addr, tuple):
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return str(addr) or "unnamed"  # an AF_UNIX peer is usually unnamed
 
 
 class Proactor:
@@ -136,17 +100,14 @@ class Proactor:
         self._connections: dict[threading.Thread, socket.socket] = {}
         self._lock = threading.Lock()  # guards the two dicts, the counters and the sockets
         self._stopping = threading.Event()
-        self._accept_thread: threading.Thread | None = None
-        self._wakeup: socket.socket | None = None
-        self._last_capacity_log = -CAPACITY_LOG_INTERVAL
-        self._out_of_capacity = False
+        self._acceptor: Acceptor | None = None
 
     def add_listener(self, listener: socket.socket, handler: Handler) -> None:
         """Serve connections to `listener` (already listening) with `handler`; before start()."""
         if listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0:
             raise ValueError(f"{listener!r} is not listening: call listen() first")
         with self._lock:
-            if self._accept_thread is not None or self._stopping.is_set():
+            if self._acceptor is not None or self._stopping.is_set():
                 raise RuntimeError("add_listener() comes before start()")
             listener.setblocking(False)
             self._listeners[listener] = handler
@@ -154,19 +115,14 @@ class Proactor:
     def start(self) -> Proactor:
         """Start accepting in the proactor's thread and return at once."""
         with self._lock:
-            if self._accept_thread is not None or self._stopping.is_set():
+            if self._acceptor is not None or self._stopping.is_set():
                 raise RuntimeError("a Proactor can be started once")
             if not self._listeners:
                 raise RuntimeError("add_listener() before start()")
-            selector = selectors.DefaultSelector()
-            wakeup, self._wakeup = socket.socketpair()
-            selector.register(wakeup, selectors.EVENT_READ, None)
-            for listener, handler in self._listeners.items():
-                selector.register(listener, selectors.EVENT_READ, (listener, handler))
-            self._accept_thread = threading.Thread(
-                target=self._accept_loop, args=(selector, wakeup), name=f"{self.name}-accept"
+            self._acceptor = Acceptor(
+                self._listeners, self._dispatch, self._stopping, name=f"{self.name}-accept"
             )
-            self._accept_thread.start()
+            self._acceptor.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> list[str]:
@@ -179,18 +135,16 @@ class Proactor:
         with self._lock:
             if not self._stopping.is_set():
                 self._stopping.set()  # also ends a capacity back-off at once
-                if self._wakeup is not None:
-                    with contextlib.suppress(OSError):  # unless the accept thread is gone
-                        self._wakeup.send(b"\0")  # it wakes, and closes the listeners
-                    self._wakeup.close()
+                if self._acceptor is not None:
+                    self._acceptor.wake()  # it wakes, and closes the listeners
                 else:
                     for listener in self._listeners:  # never started
                         listener.close()
             for conn in self._connections.values():
                 wake_blocked(conn)
             threads = [*self._connections]
-            if self._accept_thread is not None:
-                threads.insert(0, self._accept_thread)
+            if self._acceptor is not None:
+                threads.insert(0, self._acceptor.thread)
         threads = [thread for thread in threads if thread is not threading.current_thread()]
         # The accept thread first: it starts every connection thread, so once it has ended,
         # a connection thread that has not started never will (its start() failed).
@@ -225,54 +179,8 @@ class Proactor:
     ) -> None:
         self.stop()
 
-    def _accept_loop(self, selector: selectors.BaseSelector, wakeup: socket.socket) -> None:
-        try:
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.data is None:  # the wake-up socket: stop() was called
-                        return
-                    self._accept(selector, *key.data)
-        finally:
-            for listener in self._listeners:
-                listener.close()  # from now on, a new connection is refused
-            selector.close()
-            wakeup.close()
-
-    def _accept(
-        self, selector: selectors.BaseSelector, listener: socket.socket, handler: Handler
-    ) -> None:
-        try:
-            conn, addr = listener.accept()
-        except BlockingIOError:
-            return  # the connection went away between select() and accept()
-        except OSError as error:
-            if error.errno in CAPACITY_ERRNOS:
-                self._back_off(error)
-            elif error.errno not in RETRY_ERRNOS:
-                logger.error("accept on %s failed, closing it: %s", listener, error)
-                selector.unregister(listener)
-                listener.close()
-            return
-        if self._out_of_capacity:
-            self._out_of_capacity = False
-            logger.warning("accepting again after running out of capacity")
-        conn.setblocking(True)  # handlers get a plain blocking socket, whatever the listener
-        try:
-            self._dispatch(conn, addr, handler)
-        except RuntimeError as error:
-            self._back_off(error)
-
-    def _back_off(self, error: object) -> None:
-        self._out_of_capacity = True
-        now = time.monotonic()
-        if now - self._last_capacity_log >= CAPACITY_LOG_INTERVAL:
-            self._last_capacity_log = now
-            logger.warning(
-                "out of capacity (%s): accept paused, retried every %.1fs", error, CAPACITY_BACKOFF
-            )
-        self._stopping.wait(CAPACITY_BACKOFF)  # a sleep that stop() can cut short
-
     def _dispatch(self, conn: socket.socket, addr: Address, handler: Handler) -> None:
+        # The accept thread's Dispatch: a RuntimeError from here makes it back off.
         thread = threading.Thread(
             target=self._serve, args=(conn, addr, handler), name=f"conn-{peer_name(addr)}"
         )
