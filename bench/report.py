@@ -19,11 +19,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.measure import ChurnRun, FanOut, Record, Steady
+from bench.measure_churn import ChurnRun
+from bench.measure_fanout import FanOut
+from bench.measure_latency import Steady
 
 if TYPE_CHECKING:
     from bench.run import Plan
 
+Record = FanOut | Steady | ChurnRun  # one run of one measurement
 Results = dict[str, dict[str, list[Record | str]]]  # measurement -> server key -> runs
 OURS = (("A", "section A"), ("C", "section C"))
 RELAYS = (("plain", "plain relay"), ("crelay", "C relay"))

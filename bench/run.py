@@ -2,7 +2,7 @@
 
     Plan (sizes, repeats) --> tasks: every measurement x every server x its repeats,
                               interleaved (round 1 of everything, then round 2, ...)
-          each task: a fresh server process on one CPU, loaded from another (measure.py)
+          each task: a fresh server process on one CPU, loaded from another (measure_*.py)
                  --> Results: every run's numbers --> tables.py: medians, ratios against
                      the baseline and the relays of this run, targets --> Markdown on
                      stdout and in bench/results/latest.md; report.py: raw numbers in
@@ -45,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from bench import measure, native, report, tables
-from bench.measure import PYTHON, C, Server, Setup
+from bench import measure_churn, measure_fanout, measure_latency, native, report, tables
+from bench.harness import PYTHON, C, Server, Setup
 from bench.processes import Placement, python_module
 from bench.stuck import STUCK_EOF_WAIT
 from tests.load import raise_fd_limit
@@ -117,7 +117,7 @@ QUICK = replace(
 )
 
 
-Run = Callable[[Server, Setup], measure.Record]
+Run = Callable[[Server, Setup], report.Record]
 
 
 @dataclass(frozen=True)
@@ -139,20 +139,20 @@ def tasks(
     fast = C if c_relay is not None else PYTHON  # the fan-out's generator
 
     def fan(stuck: bool, timeout: float, generator: str = fast) -> Run:
-        return lambda s, setup: measure.fan_out(
+        return lambda s, setup: measure_fanout.fan_out(
             s, setup, plan.fan_clients, plan.fan_lines, stuck=stuck, timeout=timeout,
             generator=generator,
         )  # fmt: skip
 
     def latency(clients: int, stuck: bool, rate: float = plan.rate) -> Run:
         senders = min(plan.senders, clients)
-        return lambda s, setup: measure.steady(
+        return lambda s, setup: measure_latency.steady(
             s, setup, clients, senders, rate=rate, duration=plan.duration,
             drain=plan.drain, stuck=stuck,
         )  # fmt: skip
 
     def churn(stuck: bool, timeout: float) -> Run:
-        return lambda s, setup: measure.churn(
+        return lambda s, setup: measure_churn.churn(
             s, setup, plan.churn_cycles, plan.churn_parallel, stuck=stuck,
             settle=plan.settle, timeout=timeout,
         )  # fmt: skip
@@ -210,7 +210,7 @@ def execute(rounds: list[list[Task]], setup: Setup) -> report.Results:
             done += 1
             t0 = time.monotonic()
             try:
-                record: measure.Record | str = task.run(task.server, setup)
+                record: report.Record | str = task.run(task.server, setup)
             except Exception as exc:  # one failed run must not lose the others' figures
                 record = f"{type(exc).__name__}: {exc}".strip()
                 traceback.print_exc(file=sys.stderr)

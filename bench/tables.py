@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 
 from bench import references, targets
 from bench.cells import Cell, churn_cell, fan_cell, number_cell, steady_cell
-from bench.measure import ChurnRun, FanOut, Steady
+from bench.measure_churn import ChurnRun
+from bench.measure_fanout import FanOut
+from bench.measure_latency import Steady
 from bench.report import OURS, Results, describe, median, ratio, runs, times
 
 if TYPE_CHECKING:
