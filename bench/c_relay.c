@@ -5,11 +5,24 @@
    forwards, an error line for any command (the generators sync with one), `listening on
    HOST:PORT` on stdout. It announces no joins or leaves.
 
-       epoll_wait --readable--> recv up to 64 KiB --> whole lines, NAME: before each
-            ^                                            |  one send() per other client
-            |                                            v
-            +--writable (EPOLLOUT)-- what a socket did not take waits in its client's
-                                     output buffer, and goes out before anything newer
+       epoll_wait --readable--> recv up to 64 KiB --> whole lines, NAME: before each,
+            ^                   (every readable      appended to the round's buffer
+            |                    client in turn)       |
+            |                                          v  end of the round
+            |                   one sendmsg per client: what waits for it, then every
+            |                   block of the round but its own, as one iovec list
+            |                                          |
+            +--writable (EPOLLOUT)-- what a socket did not take is copied into its
+                                     client's output buffer, and goes out before anything newer
+
+   Why rounds: the server's CPU goes mostly to the kernel's cost of a send, and much of
+   that is per call, not per byte. Sending each read's block to every other client costs
+   a call per reader per read; gathering every block read in one epoll round and handing
+   each reader all of them in one sendmsg costs a call per reader per round, and the
+   kernel fills bigger packets. The blocks are prefixed once, into one buffer, and each
+   reader's iovecs point into it: a byte is copied again only when a socket does not take
+   it. Each reader still gets the blocks in the order they were read, so every sender's
+   lines stay in order, and none of its own.
 
    One thread, non-blocking sockets, no locks, no limits: a client that never reads grows
    its buffer without bound (the chat servers' rules exist for that; this has none). The
@@ -22,6 +35,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,12 +46,17 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define RECV_SIZE (64 * 1024) /* bytes read at once: what the Python servers read too */
 #define MAX_EVENTS 256
+#define ROUND_LIMIT (4 * 1024 * 1024) /* bytes a round gathers before it is sent anyway */
 #define ACCEPT_BACKOFF_NS 100000000L /* 0.1 s: out of descriptors, wait rather than spin */
+#ifndef IOV_MAX
+#define IOV_MAX 1024 /* iovecs one sendmsg takes */
+#endif
 
 struct buffer {
     char *data;
@@ -53,6 +72,17 @@ struct client {
     struct buffer in;  /* the start of a line whose newline has not come */
     struct buffer out; /* what its socket has not taken yet */
     int writing;       /* EPOLLOUT is armed */
+    int full;          /* its socket took less than offered: no send until EPOLLOUT says so */
+    int gone;          /* a send failed: nothing more is sent; its read will drop it */
+};
+
+/* A piece of the round: bytes of `gathered` and who gets them. Pieces are sent in the order
+   they were made, so a reader sees the lines in the order they were read. Clients are
+   named by generation, not pointer: one dropped during the round leaves pieces behind. */
+struct piece {
+    size_t offset, len;
+    uint32_t from; /* everyone but this client gets it ... */
+    uint32_t to;   /* ... unless this is set (a reply, a welcome): then this client alone */
 };
 
 static struct client **by_fd; /* descriptor -> client; NULL when none */
@@ -62,8 +92,12 @@ static size_t n_members, members_cap;
 static uint32_t generations;
 static unsigned long long guests;
 static int epfd;
-static char *scratch; /* one read's lines with the prefixes in: built once, sent to all */
-static size_t scratch_cap;
+static char *gathered; /* this round's blocks, prefixed: sent to every reader */
+static size_t round_len, round_cap; /* bytes of it used, allocated */
+static struct piece *pieces;
+static size_t n_pieces, pieces_cap;
+static struct iovec *iov; /* one reader's share of the round, built for its sendmsg */
+static size_t iov_cap;
 
 static void *grow(void *p, size_t *cap, size_t need, size_t size) {
     if (need <= *cap)
@@ -108,55 +142,99 @@ static void drop(struct client *c) {
     free(c);
 }
 
-/* Send what waits, then as much of `data` as the socket takes now; queue the rest. A peer
-   that is gone gets nothing more: its own read sees the EOF or the reset, and drops it. */
-static void deliver(struct client *c, const char *data, size_t n) {
-    while (c->out.len) {
-        ssize_t sent = send(c->fd, c->out.data + c->out.start, c->out.len, MSG_NOSIGNAL);
-        if (sent < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
+/* Add `n` bytes to the round, for everyone but `from` (to 0) or for `to` alone. */
+static void add_piece(uint32_t from, uint32_t to, size_t offset, size_t n) {
+    pieces = grow(pieces, &pieces_cap, n_pieces + 1, sizeof *pieces);
+    pieces[n_pieces++] = (struct piece){.offset = offset, .len = n, .from = from, .to = to};
+}
+
+static void say_to(struct client *c, const char *data, size_t n) {
+    gathered = grow(gathered, &round_cap, round_len + n, 1);
+    memcpy(gathered + round_len, data, n);
+    add_piece(0, c->generation, round_len, n);
+    round_len += n;
+}
+
+/* Whole lines, NAME: before every one (the C of bytes.replace), into the round once for
+   all recipients. */
+static void forward(struct client *from, const char *block, size_t n) {
+    size_t offset = round_len;
+    for (const char *p = block, *end = block + n; p < end;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t line = (size_t)(nl - p + 1);
+        gathered = grow(gathered, &round_cap, round_len + from->prefix_len + line, 1);
+        memcpy(gathered + round_len, from->prefix, from->prefix_len);
+        memcpy(gathered + round_len + from->prefix_len, p, line);
+        round_len += from->prefix_len + line;
+        p = nl + 1;
+    }
+    add_piece(from->generation, 0, offset, round_len - offset);
+}
+
+/* What waits for `c`, then its share of the round, in one sendmsg (or as few as IOV_MAX
+   allows); what the socket does not take is copied into its output buffer, to go out
+   when EPOLLOUT says there is room. A peer that is gone gets nothing more: its own read
+   sees the EOF or the reset, and drops it. */
+static void send_round(struct client *c) {
+    if (c->gone)
+        return;
+    size_t n = 0, waited = c->out.len;
+    if (waited) {
+        iov = grow(iov, &iov_cap, 1, sizeof *iov);
+        iov[n++] = (struct iovec){c->out.data + c->out.start, waited};
+    }
+    for (size_t i = 0; i < n_pieces; i++) {
+        const struct piece *p = &pieces[i];
+        if (p->to ? p->to != c->generation : p->from == c->generation)
+            continue;
+        iov = grow(iov, &iov_cap, n + 1, sizeof *iov);
+        iov[n++] = (struct iovec){gathered + p->offset, p->len};
+    }
+    size_t done = 0; /* iovecs the socket took whole */
+    if (!c->full) {
+        while (done < n) {
+            size_t count = n - done < IOV_MAX ? n - done : IOV_MAX;
+            struct msghdr msg = {.msg_iov = iov + done, .msg_iovlen = count};
+            ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+            if (sent < 0) {
+                if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                    c->gone = 1;
+                    c->out.len = c->out.start = 0;
+                    if (c->writing)
+                        watch(c, 0);
+                    return;
+                }
+                sent = 0;
+            }
+            size_t left = (size_t)sent, stop = done + count;
+            while (done < stop && left >= iov[done].iov_len)
+                left -= iov[done++].iov_len;
+            if (done < stop) { /* the socket is full: part of one iovec went, if any */
+                iov[done].iov_base = (char *)iov[done].iov_base + left;
+                iov[done].iov_len -= left;
+                c->full = 1;
                 break;
-            c->out.len = 0; /* gone: nothing more will reach it */
-            return;
+            }
         }
-        c->out.start += (size_t)sent;
-        c->out.len -= (size_t)sent;
+    }
+    if (waited) { /* iov[0] is the output buffer itself: it loses what went */
+        size_t taken = done ? waited : waited - iov[0].iov_len;
+        c->out.start += taken;
+        c->out.len -= taken;
         if (!c->out.len)
             c->out.start = 0;
     }
-    if (!c->out.len && n) {
-        ssize_t sent = send(c->fd, data, n, MSG_NOSIGNAL);
-        if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-            return;
-        if (sent > 0) {
-            data += sent;
-            n -= (size_t)sent;
-        }
-    }
-    if (n)
-        append(&c->out, data, n);
+    for (size_t i = done > (waited ? 1 : 0) ? done : (waited ? 1 : 0); i < n; i++)
+        append(&c->out, iov[i].iov_base, iov[i].iov_len);
     if ((c->out.len > 0) != c->writing)
         watch(c, c->out.len > 0);
 }
 
-static void forward(struct client *from, const char *block, size_t n) {
-    /* NAME: before every line, once for all recipients: the C of bytes.replace. */
-    size_t lines = 0;
-    for (const char *p = block; (p = memchr(p, '\n', (size_t)(block + n - p))); p++)
-        lines++;
-    scratch = grow(scratch, &scratch_cap, n + lines * from->prefix_len, 1);
-    char *out = scratch;
-    for (const char *p = block, *end = block + n; p < end;) {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        memcpy(out, from->prefix, from->prefix_len);
-        out += from->prefix_len;
-        memcpy(out, p, (size_t)(nl - p + 1));
-        out += nl - p + 1;
-        p = nl + 1;
-    }
+/* The end of a round: every client gets its share, and the round starts empty. */
+static void send_all(void) {
     for (size_t i = 0; i < n_members; i++)
-        if (members[i] != from)
-            deliver(members[i], scratch, (size_t)(out - scratch));
+        send_round(members[i]);
+    round_len = n_pieces = 0;
 }
 
 static void answer_commands(struct client *c, const char *block, size_t n) {
@@ -172,7 +250,7 @@ static void answer_commands(struct client *c, const char *block, size_t n) {
             char reply[128];
             int len = snprintf(reply, sizeof reply, "* error: unknown command %.*s\n",
                                (int)(word < 64 ? word : 64), p);
-            deliver(c, reply, (size_t)len);
+            say_to(c, reply, (size_t)len);
             run = nl + 1;
         }
         p = nl + 1;
@@ -230,7 +308,7 @@ static void join(int fd) {
     epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
     char welcome[96];
     int n = snprintf(welcome, sizeof welcome, "* welcome, guest-%llu. here now: a relay.\n", number);
-    deliver(c, welcome, (size_t)n);
+    say_to(c, welcome, (size_t)n); /* the round was sent before the accept: none is older */
 }
 
 static void accept_all(int listener) {
@@ -307,6 +385,7 @@ int main(int argc, char **argv) {
         int n = epoll_wait(epfd, events, MAX_EVENTS, -1);
         for (int i = 0; i < n; i++) {
             if (events[i].data.u64 == UINT64_MAX) {
+                send_all(); /* so that a newcomer gets only lines read after it came */
                 accept_all(listener);
                 continue;
             }
@@ -316,9 +395,12 @@ int main(int argc, char **argv) {
             if (!c || c->generation != generation)
                 continue; /* dropped earlier in this round, its descriptor maybe reused */
             if (events[i].events & EPOLLOUT)
-                deliver(c, NULL, 0);
+                c->full = 0; /* room again: its output goes out with the round */
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                 readable(c);
+            if (round_len >= ROUND_LIMIT)
+                send_all();
         }
+        send_all();
     }
 }
