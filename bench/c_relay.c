@@ -6,28 +6,35 @@
    HOST:PORT` on stdout. It announces no joins or leaves.
 
        epoll_wait --readable--> recv up to 64 KiB --> whole lines, NAME: before each,
-            ^                   (every readable      appended to the round's buffer
-            |                    client in turn)       |
-            |                                          v  end of the round
-            |                   one sendmsg per client: what waits for it, then every
-            |                   block of the round but its own, as one iovec list
+            ^                   (every readable      gathered into the round's buffer
+            |                    client in turn)       |  end of the round: one write
+            |                                          v
+            |                   the log (a memfd): every round's bytes, once, in order
             |                                          |
-            +--writable (EPOLLOUT)-- what a socket did not take is copied into its
-                                     client's output buffer, and goes out before anything newer
+            |                   each client: its ranges of the log, in order (every
+            |                   block of the round but its own), sent with sendfile()
+            +--writable (EPOLLOUT)-- a range its socket did not take waits, and goes out
+                                     before anything newer
 
-   Why rounds: the server's CPU goes mostly to the kernel's cost of a send, and much of
-   that is per call, not per byte. Sending each read's block to every other client costs
-   a call per reader per read; gathering every block read in one epoll round and handing
-   each reader all of them in one sendmsg costs a call per reader per round, and the
-   kernel fills bigger packets. The blocks are prefixed once, into one buffer, and each
-   reader's iovecs point into it: a byte is copied again only when a socket does not take
-   it. Each reader still gets the blocks in the order they were read, so every sender's
-   lines stay in order, and none of its own.
+   Why a log and sendfile: the server's CPU goes mostly to the kernel copying each
+   send()'s bytes into its socket buffers, once per reader: a line to 49 readers is
+   copied 49 times. Written once into a memfd, the bytes are in pages the kernel can
+   hand to every socket by reference (sendfile from a file copies nothing), so a line
+   is copied once however many read it. And gathering a whole epoll round first means a
+   reader's share of it is at most two ranges (before and after its own block): two
+   calls per reader per round, not one per reader per read.
 
-   One thread, non-blocking sockets, no locks, no limits: a client that never reads grows
-   its buffer without bound (the chat servers' rules exist for that; this has none). The
-   difference between this and the Python relays is the cost of Python itself, the GIL and
-   a thread per client; what is left is the kernel's cost of moving the bytes.
+   The log is only ever appended to: a page once sent is never written again, because a
+   socket may still hold it. Behind the oldest range any client still waits for, the
+   log's pages are punched out (whole 2 MiB-aligned spans, so no page is ever cut in
+   part: that would zero bytes a socket still holds); a socket that holds one keeps it
+   alive until its bytes are read.
+
+   One thread, non-blocking sockets, no locks, no limits: a client that never reads
+   makes the log grow without bound (the chat servers' rules exist for that; this has
+   none). The difference between this and the Python relays is the cost of Python
+   itself, the GIL and a thread per client; what is left is the kernel's cost of moving
+   the bytes.
 
    Build: cc -O2 -Wall -Wextra -o c_relay c_relay.c   (bench/native.py does it)
    Run:   ./c_relay --port 0 */
@@ -35,32 +42,36 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #define RECV_SIZE (64 * 1024) /* bytes read at once: what the Python servers read too */
 #define MAX_EVENTS 256
 #define ROUND_LIMIT (4 * 1024 * 1024) /* bytes a round gathers before it is sent anyway */
+#define PUNCH_SPAN (2 * 1024 * 1024)  /* the log is freed in whole spans of this (a huge page) */
 #define ACCEPT_BACKOFF_NS 100000000L /* 0.1 s: out of descriptors, wait rather than spin */
-#ifndef IOV_MAX
-#define IOV_MAX 1024 /* iovecs one sendmsg takes */
-#endif
 
 struct buffer {
     char *data;
-    size_t start, len, cap; /* bytes data[start .. start+len) wait */
+    size_t len, cap;
+};
+
+struct range {
+    off_t offset; /* in the log */
+    size_t len;
 };
 
 struct client {
@@ -69,16 +80,17 @@ struct client {
     size_t slot;         /* where it sits in `members` */
     char prefix[32];     /* "guest-N: " */
     size_t prefix_len;
-    struct buffer in;  /* the start of a line whose newline has not come */
-    struct buffer out; /* what its socket has not taken yet */
-    int writing;       /* EPOLLOUT is armed */
-    int full;          /* its socket took less than offered: no send until EPOLLOUT says so */
-    int gone;          /* a send failed: nothing more is sent; its read will drop it */
+    struct buffer in;     /* the start of a line whose newline has not come */
+    struct range *ranges; /* what its socket has not taken yet: ranges[head .. n_ranges) */
+    size_t head, n_ranges, ranges_cap;
+    int writing; /* EPOLLOUT is armed */
+    int full;    /* its socket took less than offered: no send until EPOLLOUT says so */
+    int gone;    /* a send failed: nothing more is sent; its read will drop it */
 };
 
-/* A piece of the round: bytes of `gathered` and who gets them. Pieces are sent in the order
-   they were made, so a reader sees the lines in the order they were read. Clients are
-   named by generation, not pointer: one dropped during the round leaves pieces behind. */
+/* A piece of the round: bytes of `gathered` and who gets them. A client's ranges follow
+   the pieces' order, so it sees the lines in the order they were read. Clients are named
+   by generation, not pointer: one dropped during the round leaves pieces behind. */
 struct piece {
     size_t offset, len;
     uint32_t from; /* everyone but this client gets it ... */
@@ -92,12 +104,12 @@ static size_t n_members, members_cap;
 static uint32_t generations;
 static unsigned long long guests;
 static int epfd;
-static char *gathered; /* this round's blocks, prefixed: sent to every reader */
-static size_t round_len, round_cap; /* bytes of it used, allocated */
+static struct buffer gathered; /* this round's bytes, prefixed, before they go to the log */
 static struct piece *pieces;
 static size_t n_pieces, pieces_cap;
-static struct iovec *iov; /* one reader's share of the round, built for its sendmsg */
-static size_t iov_cap;
+static int log_fd;        /* the log: a memfd, appended to, freed behind the oldest range */
+static off_t log_end;     /* bytes ever written to it */
+static off_t log_punched; /* bytes before this are freed */
 
 static void *grow(void *p, size_t *cap, size_t need, size_t size) {
     if (need <= *cap)
@@ -114,16 +126,6 @@ static void *grow(void *p, size_t *cap, size_t need, size_t size) {
     return p;
 }
 
-static void append(struct buffer *b, const char *data, size_t n) {
-    if (b->start && b->start + b->len + n > b->cap) { /* compact before growing */
-        memmove(b->data, b->data + b->start, b->len);
-        b->start = 0;
-    }
-    b->data = grow(b->data, &b->cap, b->start + b->len + n, 1);
-    memcpy(b->data + b->start + b->len, data, n);
-    b->len += n;
-}
-
 static void watch(struct client *c, int writing) {
     struct epoll_event ev = {.events = EPOLLIN | (writing ? EPOLLOUT : 0)};
     ev.data.u64 = (uint64_t)c->generation << 32 | (uint32_t)c->fd;
@@ -138,7 +140,7 @@ static void drop(struct client *c) {
     members[c->slot] = members[--n_members]; /* order among recipients does not matter */
     members[c->slot]->slot = c->slot;
     free(c->in.data);
-    free(c->out.data);
+    free(c->ranges);
     free(c);
 }
 
@@ -149,92 +151,108 @@ static void add_piece(uint32_t from, uint32_t to, size_t offset, size_t n) {
 }
 
 static void say_to(struct client *c, const char *data, size_t n) {
-    gathered = grow(gathered, &round_cap, round_len + n, 1);
-    memcpy(gathered + round_len, data, n);
-    add_piece(0, c->generation, round_len, n);
-    round_len += n;
+    gathered.data = grow(gathered.data, &gathered.cap, gathered.len + n, 1);
+    memcpy(gathered.data + gathered.len, data, n);
+    add_piece(0, c->generation, gathered.len, n);
+    gathered.len += n;
 }
 
 /* Whole lines, NAME: before every one (the C of bytes.replace), into the round once for
    all recipients. */
 static void forward(struct client *from, const char *block, size_t n) {
-    size_t offset = round_len;
+    size_t offset = gathered.len;
     for (const char *p = block, *end = block + n; p < end;) {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
         size_t line = (size_t)(nl - p + 1);
-        gathered = grow(gathered, &round_cap, round_len + from->prefix_len + line, 1);
-        memcpy(gathered + round_len, from->prefix, from->prefix_len);
-        memcpy(gathered + round_len + from->prefix_len, p, line);
-        round_len += from->prefix_len + line;
+        size_t need = gathered.len + from->prefix_len + line;
+        gathered.data = grow(gathered.data, &gathered.cap, need, 1);
+        memcpy(gathered.data + gathered.len, from->prefix, from->prefix_len);
+        memcpy(gathered.data + gathered.len + from->prefix_len, p, line);
+        gathered.len += from->prefix_len + line;
         p = nl + 1;
     }
-    add_piece(from->generation, 0, offset, round_len - offset);
+    add_piece(from->generation, 0, offset, gathered.len - offset);
 }
 
-/* What waits for `c`, then its share of the round, in one sendmsg (or as few as IOV_MAX
-   allows); what the socket does not take is copied into its output buffer, to go out
-   when EPOLLOUT says there is room. A peer that is gone gets nothing more: its own read
-   sees the EOF or the reset, and drops it. */
-static void send_round(struct client *c) {
-    if (c->gone)
-        return;
-    size_t n = 0, waited = c->out.len;
-    if (waited) {
-        iov = grow(iov, &iov_cap, 1, sizeof *iov);
-        iov[n++] = (struct iovec){c->out.data + c->out.start, waited};
-    }
-    for (size_t i = 0; i < n_pieces; i++) {
-        const struct piece *p = &pieces[i];
-        if (p->to ? p->to != c->generation : p->from == c->generation)
-            continue;
-        iov = grow(iov, &iov_cap, n + 1, sizeof *iov);
-        iov[n++] = (struct iovec){gathered + p->offset, p->len};
-    }
-    size_t done = 0; /* iovecs the socket took whole */
-    if (!c->full) {
-        while (done < n) {
-            size_t count = n - done < IOV_MAX ? n - done : IOV_MAX;
-            struct msghdr msg = {.msg_iov = iov + done, .msg_iovlen = count};
-            ssize_t sent = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-            if (sent < 0) {
-                if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                    c->gone = 1;
-                    c->out.len = c->out.start = 0;
-                    if (c->writing)
-                        watch(c, 0);
-                    return;
-                }
-                sent = 0;
-            }
-            size_t left = (size_t)sent, stop = done + count;
-            while (done < stop && left >= iov[done].iov_len)
-                left -= iov[done++].iov_len;
-            if (done < stop) { /* the socket is full: part of one iovec went, if any */
-                iov[done].iov_base = (char *)iov[done].iov_base + left;
-                iov[done].iov_len -= left;
-                c->full = 1;
-                break;
-            }
+static void queue(struct client *c, off_t offset, size_t len) {
+    if (c->n_ranges > c->head) { /* right after the last one: one range, one sendfile */
+        struct range *last = &c->ranges[c->n_ranges - 1];
+        if (last->offset + (off_t)last->len == offset) {
+            last->len += len;
+            return;
         }
     }
-    if (waited) { /* iov[0] is the output buffer itself: it loses what went */
-        size_t taken = done ? waited : waited - iov[0].iov_len;
-        c->out.start += taken;
-        c->out.len -= taken;
-        if (!c->out.len)
-            c->out.start = 0;
+    if (c->head && c->n_ranges == c->ranges_cap) { /* compact before growing */
+        memmove(c->ranges, c->ranges + c->head, (c->n_ranges - c->head) * sizeof *c->ranges);
+        c->n_ranges -= c->head;
+        c->head = 0;
     }
-    for (size_t i = done > (waited ? 1 : 0) ? done : (waited ? 1 : 0); i < n; i++)
-        append(&c->out, iov[i].iov_base, iov[i].iov_len);
-    if ((c->out.len > 0) != c->writing)
-        watch(c, c->out.len > 0);
+    c->ranges = grow(c->ranges, &c->ranges_cap, c->n_ranges + 1, sizeof *c->ranges);
+    c->ranges[c->n_ranges++] = (struct range){offset, len};
 }
 
-/* The end of a round: every client gets its share, and the round starts empty. */
+/* Send what waits, oldest first, until the socket takes less than offered. A peer that
+   is gone gets nothing more: its own read sees the EOF or the reset, and drops it. */
+static void send_pending(struct client *c) {
+    while (!c->full && c->head < c->n_ranges) {
+        struct range *r = &c->ranges[c->head];
+        off_t at = r->offset;
+        ssize_t sent = sendfile(c->fd, log_fd, &at, r->len);
+        if (sent < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                c->gone = 1;
+                c->head = c->n_ranges = 0;
+                break;
+            }
+            sent = 0;
+        }
+        r->offset += sent;
+        r->len -= (size_t)sent;
+        if (r->len)
+            c->full = 1;
+        else
+            c->head++;
+    }
+    if (c->head == c->n_ranges)
+        c->head = c->n_ranges = 0;
+    if ((c->n_ranges > 0) != c->writing)
+        watch(c, c->n_ranges > 0);
+}
+
+/* The end of a round: its bytes go into the log in one write, every client gets its
+   share as ranges of it, and the log is freed behind the oldest range still waiting. */
 static void send_all(void) {
-    for (size_t i = 0; i < n_members; i++)
-        send_round(members[i]);
-    round_len = n_pieces = 0;
+    for (size_t done = 0; done < gathered.len;) {
+        ssize_t wrote = pwrite(log_fd, gathered.data + done, gathered.len - done,
+                               log_end + (off_t)done);
+        if (wrote < 0) {
+            perror("c_relay: writing the log");
+            exit(1);
+        }
+        done += (size_t)wrote;
+    }
+    off_t oldest = log_end + (off_t)gathered.len;
+    for (size_t i = 0; i < n_members; i++) {
+        struct client *c = members[i];
+        if (c->gone)
+            continue;
+        for (size_t j = 0; j < n_pieces; j++) {
+            const struct piece *p = &pieces[j];
+            if (p->to ? p->to == c->generation : p->from != c->generation)
+                queue(c, log_end + (off_t)p->offset, p->len);
+        }
+        send_pending(c);
+        if (c->head < c->n_ranges && c->ranges[c->head].offset < oldest)
+            oldest = c->ranges[c->head].offset;
+    }
+    log_end += (off_t)gathered.len;
+    gathered.len = n_pieces = 0;
+    off_t free_to = oldest / PUNCH_SPAN * PUNCH_SPAN;
+    if (free_to > log_punched) {
+        fallocate(log_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, log_punched,
+                  free_to - log_punched);
+        log_punched = free_to;
+    }
 }
 
 static void answer_commands(struct client *c, const char *block, size_t n) {
@@ -376,6 +394,12 @@ int main(int argc, char **argv) {
         limit.rlim_cur = limit.rlim_max;
         setrlimit(RLIMIT_NOFILE, &limit);
     }
+    signal(SIGPIPE, SIG_IGN); /* sendfile has no MSG_NOSIGNAL: a gone peer's EPIPE is enough */
+    log_fd = memfd_create("c_relay-log", MFD_CLOEXEC);
+    if (log_fd < 0) {
+        perror("c_relay: memfd_create");
+        return 1;
+    }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     int listener = listen_on(host, port);
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
@@ -398,7 +422,7 @@ int main(int argc, char **argv) {
                 c->full = 0; /* room again: its output goes out with the round */
             if (events[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
                 readable(c);
-            if (round_len >= ROUND_LIMIT)
+            if (gathered.len >= ROUND_LIMIT)
                 send_all();
         }
         send_all();
