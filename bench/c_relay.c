@@ -32,9 +32,9 @@
 
    One thread, non-blocking sockets, no locks, no limits: a client that never reads
    makes the log grow without bound (the chat servers' rules exist for that; this has
-   none). The difference between this and the Python relays is the cost of Python
-   itself, the GIL and a thread per client; what is left is the kernel's cost of moving
-   the bytes.
+   none). It does what no server writing with send() can: it copies a line once, not once
+   per reader. Going faster than every Python server through the same load generator,
+   it shows that the generator is not what limits them.
 
    Build: cc -O2 -Wall -Wextra -o c_relay c_relay.c   (bench/native.py does it)
    Run:   ./c_relay --port 0 */

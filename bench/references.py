@@ -2,9 +2,10 @@
 
 Two relays do on the wire what a chat server does for plain lines, and nothing else:
 the plain relay (bench/plain_relay.py: Python, a thread per client, one sendall per
-read and recipient) and the C relay (bench/c_relay.c: one epoll thread). A chat
-server's figure divided by the plain relay's is what the chat adds to the same
-design in Python; divided by the C relay's, what Python and the design cost together.
+read and recipient) and the C relay (bench/c_relay.c: one epoll thread, each line
+copied once and sendfile()d to every reader). A chat server's figure divided by the
+plain relay's is what the chat adds to the same design in Python; divided by the C
+relay's, how far it is from the fastest relay we know how to write.
 
 A figure says something about a server only if the load generator was not the
 limit: so the fan-out is shown through both generators, with how busy each was. A
@@ -57,9 +58,10 @@ def against_relays(plan: Plan, r: Results) -> list[str]:
         "## Against the reference relays",
         "",
         "The same loads through the plain relay (Python, a thread per client, one `sendall` per "
-        "read and recipient) and the C relay (one epoll thread, non-blocking sockets, an output "
-        "buffer per client, no limits). Neither sends join or leave notices, so in the churn "
-        "they do less than a chat server must.",
+        "read and recipient) and the C relay (one epoll thread, non-blocking sockets, each "
+        "round of lines written once to an in-memory file and sendfile()d to every reader, so "
+        "the kernel copies a line once rather than once per reader; no limits). Neither sends "
+        "join or leave notices, so in the churn they do less than a chat server must.",
         "",
         "| measure | section A | section C | plain relay | C relay | " + " | ".join(ratio_heads)
         + " |",
