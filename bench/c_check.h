@@ -14,7 +14,7 @@
    runs of hundreds of lines from one sender. A run is compared with that sender's
    expected bytes as a whole (memcmp), grown 1, 2, 4... lines while it matches and then
    halved at the first mismatch; only a line that does not start such a run (a notice, a
-   duplicate, a fault) is looked at alone. tests/load.py's Swarm._verify does the same.
+   duplicate, a fault) is looked at alone. harness/load.py's Swarm._verify does the same.
 
    A header with the definitions in, included once by c_loadgen.c: the generator is one
    translation unit, built by one cc command. `self_test()` (c_loadgen --self-test) feeds
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LINE_SIZE 64 /* bytes in one load line, its newline included (tests/load.py) */
+#define LINE_SIZE 64 /* bytes in one load line, its newline included (harness/load.py) */
 #define MAX_NAME 32  /* longest name a welcome line may give */
 
 struct sender {

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from tests.load import QUIET, READER_RCVBUF
+from harness.load import QUIET, READER_RCVBUF
 
 STALL_WINDOW = 2.0  # seconds it waits, once incomplete with nobody cut, for one more line
 HANDSHAKE_SLACK = 10.0  # seconds more than its own deadlines before it is deemed hung

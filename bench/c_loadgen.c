@@ -1,6 +1,6 @@
-/* The C fan-out generator: tests/load.py's fan-out, fast enough not to be what is measured.
+/* The C fan-out generator: harness/load.py's fan-out, fast enough not to be what is measured.
 
-   One thread drives every client through epoll, as tests/load.py's Swarm does, but with
+   One thread drives every client through epoll, as harness/load.py's Swarm does, but with
    the per-byte work in C, so that a server able to deliver tens of millions of lines a
    second is not held to what one Python thread can read and check.
 
@@ -12,7 +12,7 @@
        until every receiver has every line, or QUIET seconds pass with none, or TIMEOUT
        --> one JSON line on stdout  [--handshake: then wait for stdin to close]
 
-   A load line is tests/load.py's load_line(sender, seq): `~L%05d:%07d:%019d:` padded with
+   A load line is harness/load.py's load_line(sender, seq): `~L%05d:%07d:%019d:` padded with
    '.' to 64 bytes, the newline included; the server forwards it as `NAME: ` + the line.
    Each receiver knows every sender's lines in advance, so it compares each line it gets
    with the one expected, byte for byte (memcmp), and keeps one bit per (sender, line):
@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #define RECV_SIZE (256 * 1024)  /* bytes read at once: fewer recv() calls per line */
-#define BATCH 200               /* connections opened at once, as tests/load.py */
+#define BATCH 200               /* connections opened at once, as harness/load.py */
 #define MAX_EVENTS 256
 
 #include "c_check.h" /* the checker: pure, no I/O, and its self-test */
@@ -183,7 +183,7 @@ static void connect_all(struct addrinfo *to, int rcvbuf, int lines, double timeo
             if (c->fd < 0)
                 fail("socket() failed: out of descriptors?");
             /* Before connect, so the window is that size from the handshake on; a fixed size
-               gives every reader the same window (tests/load.py READER_RCVBUF says why). */
+               gives every reader the same window (harness/load.py READER_RCVBUF says why). */
             if (rcvbuf)
                 setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
             if (connect(c->fd, to->ai_addr, to->ai_addrlen) && errno != EINPROGRESS)

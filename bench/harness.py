@@ -3,7 +3,7 @@
     run.py --(server, setup, sizes)--> measure_fanout / measure_latency / measure_churn
                           |  running(): a ServerRun (processes.py), COMMAND --port 0 -q,
                           |    on the server's CPU, stopped after the measurement
-                          |  the load: Swarm (tests/load.py), every client in this process; or,
+                          |  the load: Swarm (harness/load.py), every client in this process; or,
                           |    for a fan-out, the C generator as a child (c_fanout.py)
                           |  /proc/PID: the server's CPU, context switches, threads, RSS
                           v
@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench.processes import Placement, ServerRun
 from bench.stuck import STUCK_EOF_WAIT
-from tests.load import Client, Swarm
+from harness.load import Client, Swarm
 
 STALL_WINDOW = 2.0  # seconds without a single line delivered after a deadline: stalled
 SYNC_TIMEOUT = 60.0  # seconds for every client to get the reply to a sync

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from bench.harness import STALL_WINDOW, Server, Setup, own_cpu, running
 from bench.stuck import closed_by_server, stuck_and_filled
-from tests.load import Swarm
-from tests.support import cpu_seconds, open_fds, thread_count
+from harness.load import Swarm
+from harness.proc import cpu_seconds, open_fds, thread_count
 
 WARM_UP_TIMEOUT = 10.0  # seconds for the churn's warm-up (a hundred cycles or so)
 

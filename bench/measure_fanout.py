@@ -17,7 +17,7 @@ from bench.c_fanout import c_fan_out
 from bench.harness import PYTHON, SYNC_TIMEOUT, C, Server, Setup, own_cpu, running, stalled
 from bench.processes import context_switches, run_time
 from bench.stuck import closed_by_server
-from tests.load import READER_RCVBUF, Swarm, stuck_reader
+from harness.load import READER_RCVBUF, Swarm, stuck_reader
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from bench.harness import SYNC_TIMEOUT, Server, Setup, cpu_split, own_cpu, running
 from bench.processes import context_switches
 from bench.stuck import closed_by_server, stuck_and_filled
-from tests.load import Swarm
-from tests.support import rss_bytes, thread_count
+from harness.load import Swarm
+from harness.proc import rss_bytes, thread_count
 
 
 @dataclass(frozen=True)

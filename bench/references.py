@@ -148,7 +148,7 @@ def generator(plan: Plan, r: Results, b: str) -> list[str]:
         "thread on a core of its own). "
         + (
             "The C generator (bench/c_loadgen.c) connects, sends and checks every line byte for "
-            "byte as tests/load.py does, in C."
+            "byte as harness/load.py does, in C."
             if c_gen
             else "**There was no C generator (no C compiler): the fan-out went through the Python "
             "one, and where it was near 100% busy the figures are its limit, not the servers'.**"

@@ -5,7 +5,7 @@
           each task: a fresh server process on one CPU, loaded from another (measure_*.py)
                  --> Results: every run's numbers --> tables.py: medians, ratios against
                      the baseline and the relays of this run, targets --> Markdown on
-                     stdout and in bench/results/latest.md; report.py: raw numbers in
+                     stdout and in bench/results/latest.md; saving.py: raw numbers in
                      latest.json; plot.py: latest.png
 
 The servers: section A and section C; the asyncio baseline (what most Python users
@@ -45,11 +45,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from bench import measure_churn, measure_fanout, measure_latency, native, report, tables
+from bench import measure_churn, measure_fanout, measure_latency, native, report, saving, tables
 from bench.harness import PYTHON, C, Server, Setup
 from bench.processes import Placement, python_module
 from bench.stuck import STUCK_EOF_WAIT
-from tests.load import raise_fd_limit
+from section_a.serving import raise_fd_limit
 
 SERVERS = (
     Server("A", "section A", python_module("section_a.server")),
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     name = "partial" if only else plan.name if args.quick else "latest"
     out: Path = args.out or RESULTS / name
     if args.render:
-        saved_plan, machine, results = report.load(args.render)
+        saved_plan, machine, results = saving.load(args.render)
         known = {f.name for f in fields(Plan)}
         saved = {k: v for k, v in saved_plan.items() if k in known}
         plan = Plan(**{**saved, "latency_clients": tuple(saved["latency_clients"])})
@@ -287,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = {**machine, "png": out.with_suffix(".png").name}
     text = tables.markdown(plan, machine, results, baseline=BASELINE)
     print(text)
-    written = report.save(out, text, plan, machine, results)
+    written = saving.save(out, text, plan, machine, results)
     print(f"bench: wrote {', '.join(str(p) for p in written)}", file=sys.stderr)
     errors = report.errors(results)
     if errors:

@@ -95,7 +95,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         f"{plan.stuck_repeats_baseline} time(s), cut short after "
         f"{plan.stuck_timeout_baseline:.0f} s, because it stalls. The fan-out goes through the "
         f"{gen} generator, every reader with a 1 MiB receive buffer; latency and churn through "
-        f"the Python one (tests/load.py). Latency: {plan.senders} senders x {plan.rate:g} "
+        f"the Python one (harness/load.py). Latency: {plan.senders} senders x {plan.rate:g} "
         f"lines/s for {plan.duration:g} s, everyone reading; in the busy room "
         f"{plan.busy_rate:g} lines/s each. A stuck reader has a 4 KiB receive buffer and never "
         "reads; for latency and churn it is filled first, until the kernel holds all it will "

@@ -175,12 +175,16 @@ def announce(listener: socket.socket) -> None:
     print(f"listening on {shown}:{port}", flush=True)
 
 
-def raise_fd_limit() -> None:
-    """Raise the soft limit on open descriptors to the hard one: one per client."""
+def raise_fd_limit() -> int:
+    """Raise the soft limit on open descriptors to the hard one, and return it.
+
+    A descriptor per client, in a server and in the tests' and bench's load generator.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         logger.info("raised the open-file limit from %d to %d", soft, hard)
+    return hard
 
 
 def prepare_threads() -> None:

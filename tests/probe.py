@@ -1,6 +1,6 @@
 """Delivery latency measured apart from the load: two clients and a thread of their own.
 
-The load generator (tests/load.py) drives every simulated client from one loop, and
+The load generator (harness/load.py) drives every simulated client from one loop, and
 stamps a line's arrival when the loop gets round to reading it: behind a busy loop, or
 on a machine whose other CPU is taken, a line waits in the kernel and its latency is
 the generator's as much as the server's. A `Probe` is one sender and one reader, served
@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 
-from tests.load import Address
+from harness.load import Address
 
 PROBE = re.compile(rb": probe (\d+) (\d+)\n")  # what the reader sees: NAME: probe SEQ STAMP
 DRAIN = 5.0  # seconds the reader waits for the last probe lines once sending stops

@@ -1,4 +1,4 @@
-"""Small helpers the tests share: reading a process from /proc, waiting with a deadline.
+"""Waiting with a deadline, as every test does (harness/proc.py reads a process from /proc).
 
 Tests never sleep in place of waiting for a condition: they poll the condition
 with `wait_for`, which fails with a message naming what did not happen.
@@ -6,7 +6,6 @@ with `wait_for`, which fails with a message naming what did not happen.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -28,50 +27,3 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what}")
         time.sleep(interval)
-
-
-def thread_count(pid: int) -> int:
-    """The number of threads of process `pid`, as the kernel counts them."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no Threads: line in /proc/{pid}/status")
-
-
-def open_fds(pid: int) -> int:
-    """The number of open file descriptors of process `pid`."""
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process `pid`, in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS: line in /proc/{pid}/status")
-
-
-def peak_rss_bytes(pid: int) -> int:
-    """The most resident memory process `pid` had (VmHWM), since it started or since
-    `reset_peak_rss`, in bytes: memory freed again still counts."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmHWM: line in /proc/{pid}/status")
-
-
-def reset_peak_rss(pid: int) -> None:
-    """Start `peak_rss_bytes` afresh from the resident memory of now (Linux 4.0 and later)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")  # 5: reset the peak resident set size (proc(5))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid`, from /proc/PID/stat."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")

@@ -22,7 +22,7 @@ from bench import native
 from bench.c_fanout import CDelivery, c_fan_out
 from bench.plain_relay import Peer, PlainRelay
 from bench.processes import Placement, ServerRun
-from tests.load import READER_RCVBUF, Swarm
+from harness.load import READER_RCVBUF, Swarm
 
 CLIENTS = 6
 LINES = 300

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.proc import thread_count
 from section_a.client.painter import NAME_COLOURS, Painter, name_colour, wants_colour
 from tests.promises import (
     CLIENT_THREADS,
@@ -34,7 +35,7 @@ from tests.promises import (
 )
 from tests.pty_client import Spawn, client_argv, client_env, mark
 from tests.servers import ROOT, LineClient, ServerProcess
-from tests.support import DEADLINE, thread_count
+from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 

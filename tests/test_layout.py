@@ -71,3 +71,49 @@ def test_no_module_is_longer_than_one_sitting(package: str) -> None:
         if (lines := len(path.read_text().splitlines())) > MAX_MODULE
     }
     assert not long, f"modules over {MAX_MODULE} lines: {long}"
+
+
+def imports(path: Path) -> set[str]:
+    """The modules `path` imports when it runs (imports only for the type checker aside)."""
+    tree = ast.parse(path.read_text())
+    typing_only = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for statement in block.body
+        for node in ast.walk(statement)
+    }
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)  # and `from bench import report` imports bench.report:
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_bench_and_the_harness_import_nothing_from_the_tests() -> None:
+    for package in ("bench", "harness", "section_a", "section_b", "section_c"):
+        for path in (ROOT / package).rglob("*.py"):
+            wrong = {m for m in imports(path) if m == "tests" or m.startswith("tests.")}
+            assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
+
+
+def test_the_bench_has_no_import_cycle() -> None:
+    graph = {
+        f"bench.{path.stem}": {m for m in imports(path) if m.startswith("bench.")}
+        for path in (ROOT / "bench").glob("*.py")
+    }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for module in graph.get(start, set()) - seen:
+            seen.add(module)
+            if module == goal or reaches(module, goal, seen):
+                return True
+        return False
+
+    cycles = sorted(module for module in graph if reaches(module, module, set()))
+    assert not cycles, f"modules on an import cycle: {cycles}"

@@ -1,4 +1,4 @@
-"""The load generator's verdicts, tested: tests/load.py decides pass or fail for every stress test.
+"""The load generator's verdicts, tested: harness/load.py decides every stress test.
 
 No chat server here. The test plays the server (a listening socket, and a thread that
 answers /sync as the chat server does): it welcomes the swarm's clients, and writes to a
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.load import LINE_SIZE, Client, Delivery, Swarm, load_line
+from harness.load import LINE_SIZE, Client, Delivery, Swarm, load_line
 from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]

@@ -22,8 +22,9 @@ from typing import Any, TypeAlias
 
 import pytest
 
+from harness.proc import cpu_seconds, thread_count
 from section_b import Address, Proactor, start_proactor, stop_proactor, wake_blocked
-from tests.support import DEADLINE, cpu_seconds, thread_count, wait_for
+from tests.support import DEADLINE, wait_for
 
 pytestmark = pytest.mark.stage_b
 

@@ -20,8 +20,10 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.load import Swarm
+from harness.proc import cpu_seconds
+from section_a.serving import raise_fd_limit
 from tests.conftest import StartServer
-from tests.load import Swarm, raise_fd_limit
 from tests.promises import (
     DEFAULT_MAX_CLIENTS,
     EXIT_SERVER_GONE,
@@ -30,7 +32,7 @@ from tests.promises import (
 )
 from tests.pty_client import Spawn, client_argv, client_env
 from tests.servers import ROOT, LineClient, ServerProcess, has_ipv6_loopback, join_room
-from tests.support import DEADLINE, cpu_seconds
+from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(60)]
 

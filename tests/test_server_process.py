@@ -21,6 +21,7 @@ from uuid import uuid4
 
 import pytest
 
+from harness.proc import open_fds, peak_rss_bytes, reset_peak_rss, rss_bytes, thread_count
 from tests.promises import BASE_THREADS, STOP_WITHIN
 from tests.servers import (
     ROOT,
@@ -31,15 +32,7 @@ from tests.servers import (
     join_room,
     run_server_once,
 )
-from tests.support import (
-    DEADLINE,
-    open_fds,
-    peak_rss_bytes,
-    reset_peak_rss,
-    rss_bytes,
-    thread_count,
-    wait_for,
-)
+from tests.support import DEADLINE, wait_for
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
 

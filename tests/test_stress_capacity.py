@@ -1,7 +1,7 @@
 """Stress: how many clients a server holds, how fast they come and go, and its limits.
 
 From the hardening issue. Each test runs against every server in conftest.SERVERS,
-at CI size, or at full size with STRESS=full (tests/load.py, SIZES). The figures
+at CI size, or at full size with STRESS=full (harness/load.py, SIZES). The figures
 measured (memory per idle client, churn rate, CPU while out of descriptors) are
 printed: run with -s or -rA to see them.
 """
@@ -15,10 +15,13 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.load import Client, Swarm, load_line
+from harness.proc import cpu_seconds, open_fds, rss_bytes, thread_count
+from section_a.serving import raise_fd_limit
 from tests.conftest import StartServer
-from tests.load import SIZES, Client, Swarm, load_line, raise_fd_limit
 from tests.promises import BASE_THREADS
-from tests.support import cpu_seconds, open_fds, rss_bytes, thread_count, wait_for
+from tests.sizes import SIZES
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
 RecordProperty = Callable[[str, object], None]  # the record_property fixture

@@ -1,7 +1,7 @@
 """Stress: framing at scale, peers that misbehave, signals and restarts.
 
 From the hardening issue. Each test runs against every server in conftest.SERVERS,
-at CI size, or at full size with STRESS=full (tests/load.py, SIZES). A server that
+at CI size, or at full size with STRESS=full (harness/load.py, SIZES). A server that
 prints a traceback fails the test (the fixture checks its stderr when it stops), so
 "removed cleanly" is checked for every fault here.
 """
@@ -16,17 +16,12 @@ from collections.abc import Callable
 
 import pytest
 
+from harness.load import Swarm, load_line, read_until_eof, stuck_reader
+from harness.proc import peak_rss_bytes, reset_peak_rss, rss_bytes, thread_count
 from tests.conftest import StartServer
-from tests.load import (
-    SIZES,
-    Swarm,
-    load_line,
-    read_until_eof,
-    stuck_reader,
-)
 from tests.promises import BASE_THREADS, DEFAULT_MAX_LINE, STOP_WITHIN
 from tests.servers import LineClient
-from tests.support import peak_rss_bytes, reset_peak_rss, rss_bytes, thread_count
+from tests.sizes import SIZES
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
 RecordProperty = Callable[[str, object], None]  # the record_property fixture

@@ -3,7 +3,7 @@
 From the hardening issue (slow and stuck readers, flood control) and the congestion
 issue: "when the whole room lags, slow the senders; cut only the reader that lags
 alone". Each test runs against every server in conftest.SERVERS, at CI size, or at
-full size with STRESS=full (tests/load.py, SIZES). Delivery rates and latencies are
+full size with STRESS=full (harness/load.py, SIZES). Delivery rates and latencies are
 printed: run with -s or -rA to see them.
 
 The congestion tests use the default --sendq (1 MiB) on purpose: at the default
@@ -24,21 +24,22 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import StartServer
-from tests.load import (
+from harness.load import (
     LINE_SIZE,
     READER_RCVBUF,
-    SIZES,
     Delivery,
     Swarm,
     load_line,
     read_until_eof,
     stuck_reader,
 )
+from harness.proc import thread_count
+from tests.conftest import StartServer
 from tests.probe import Probe, p99_ms
 from tests.promises import BASE_THREADS, DEFAULT_BURST
 from tests.servers import LineClient, ServerProcess
-from tests.support import thread_count, wait_for
+from tests.sizes import SIZES
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.stress, pytest.mark.timeout(SIZES.timeout)]
 RecordProperty = Callable[[str, object], None]  # the record_property fixture

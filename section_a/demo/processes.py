@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import IO
 
+from harness.proc import thread_count
 from section_a.demo.probes import DEADLINE, DemoFailed
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository: section_a/demo/processes.py
@@ -57,15 +58,6 @@ class Server:
     def log_text(self) -> str:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
-
-
-def thread_count(pid: int) -> int:
-    """The threads of process `pid`, as the kernel counts them (/proc/PID/status)."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    raise DemoFailed(f"no Threads: line in /proc/{pid}/status")
 
 
 def threads_become(pid: int, expected: int, whose: str) -> int:

@@ -27,8 +27,8 @@ so each run of lines from one sender is compared with the expected bytes as a wh
 breaks a run. Only steady() parses each line, to read the time it was sent.
 
 Every wait has a deadline, every loop ends, and clients only ever connect to the
-address they are given (loopback in the tests). Used by tests/test_stress*.py and
-meant for a benchmark too: nothing here imports pytest.
+address they are given (loopback in the tests). Used by the stress tests and by
+`make bench` alike: nothing here imports pytest.
 """
 
 from __future__ import annotations
@@ -36,9 +36,7 @@ from __future__ import annotations
 import errno
 import heapq
 import itertools
-import os
 import re
-import resource
 import selectors
 import socket
 import statistics
@@ -79,18 +77,6 @@ def load_line(sender: int, seq: int, stamp_ns: int = 0) -> bytes:
     """
     head = b"~L%05d:%07d:%019d:" % (sender, seq, stamp_ns)
     return head.ljust(LINE_SIZE - 1, b".") + b"\n"
-
-
-def raise_fd_limit() -> int:
-    """Raise this process's soft limit on open descriptors to the hard one; return it.
-
-    The generator holds one descriptor per client, so thousands of clients need
-    more than the usual soft limit of 1024.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def stuck_reader(address: Address, rcvbuf: int = 4096) -> socket.socket:
@@ -136,61 +122,6 @@ def abort(sock: socket.socket) -> None:
 
 def _family(address: Address) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-
-
-# --------------------------------------------------------------------------- sizes
-
-
-@dataclass(frozen=True)
-class Sizes:
-    """How big the stress suite runs: CI size in `make test`, full size with STRESS=full."""
-
-    name: str
-    scale_clients: int  # clients connected at once in the scale test
-    churn_cycles: int  # connect-send-disconnect cycles ...
-    churn_parallel: int  # ... this many at a time
-    flood_bytes: int  # bytes sent with no newline
-    congestion_shapes: tuple[tuple[int, int], ...]  # (clients, lines each) of a fan-out
-    congestion_runs: int  # fan-outs in a row, each must lose nothing
-    stuck_runs: int  # fan-outs with a stuck reader
-    steady_seconds: float  # how long steady senders send in a latency test
-    timeout: float  # seconds for an ordinary stress test ...
-    long_timeout: float  # ... and for scale, churn and congestion
-
-
-def _most_clients(wanted: int) -> int:
-    # Each client costs a descriptor here and one in the server; keep some for everything else.
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    return max(100, min(wanted, hard - 100))
-
-
-CI_SIZES = Sizes(
-    name="ci",
-    scale_clients=1000,
-    churn_cycles=2000,
-    churn_parallel=50,
-    flood_bytes=5 * 1024 * 1024,
-    congestion_shapes=((50, 2000),),
-    congestion_runs=10,
-    stuck_runs=1,
-    steady_seconds=3.0,
-    timeout=60.0,
-    long_timeout=120.0,
-)
-FULL_SIZES = Sizes(
-    name="full",
-    scale_clients=_most_clients(10_000),
-    churn_cycles=10_000,
-    churn_parallel=50,
-    flood_bytes=50 * 1024 * 1024,
-    congestion_shapes=((50, 10_000), (200, 500)),
-    congestion_runs=10,
-    stuck_runs=3,
-    steady_seconds=20.0,
-    timeout=300.0,
-    long_timeout=1800.0,
-)
-SIZES = FULL_SIZES if os.environ.get("STRESS") == "full" else CI_SIZES
 
 
 # --------------------------------------------------------------------------- results

@@ -1,0 +1,56 @@
+"""A process as the kernel sees it, read from /proc: threads, descriptors, memory, CPU.
+
+What a server says about itself proves nothing; the tests, the demos and the bench read
+these figures from the kernel instead. Linux only, like the servers' epoll.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def thread_count(pid: int) -> int:
+    """The number of threads of process `pid`, as the kernel counts them."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+    raise LookupError(f"no Threads: line in /proc/{pid}/status")
+
+
+def open_fds(pid: int) -> int:
+    """The number of open file descriptors of process `pid`."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process `pid`, in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS: line in /proc/{pid}/status")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The most resident memory process `pid` had (VmHWM), since it started or since
+    `reset_peak_rss`, in bytes: memory freed again still counts."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmHWM: line in /proc/{pid}/status")
+
+
+def reset_peak_rss(pid: int) -> None:
+    """Start `peak_rss_bytes` afresh from the resident memory of now (Linux 4.0 and later)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as clear_refs:
+        clear_refs.write("5")  # 5: reset the peak resident set size (proc(5))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, from /proc/PID/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
