@@ -12,7 +12,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from bench.harness import STALL_WINDOW, Server, Setup, own_cpu, running
+from bench.measuring import STALL_WINDOW, Server, Setup, own_cpu, running
 from bench.stuck import closed_by_server, stuck_and_filled
 from harness.load import Swarm
 from harness.proc import cpu_seconds, open_fds, thread_count

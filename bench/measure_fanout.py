@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 
 from bench.c_fanout import c_fan_out
-from bench.harness import PYTHON, SYNC_TIMEOUT, C, Server, Setup, own_cpu, running, stalled
+from bench.measuring import PYTHON, SYNC_TIMEOUT, C, Server, Setup, own_cpu, running, stalled
 from bench.processes import context_switches, run_time
 from bench.stuck import closed_by_server
 from harness.load import READER_RCVBUF, Swarm, stuck_reader

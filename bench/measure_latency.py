@@ -11,7 +11,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from bench.harness import SYNC_TIMEOUT, Server, Setup, cpu_split, own_cpu, running
+from bench.measuring import SYNC_TIMEOUT, Server, Setup, cpu_split, own_cpu, running
 from bench.processes import context_switches
 from bench.stuck import closed_by_server, stuck_and_filled
 from harness.load import Swarm

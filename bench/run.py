@@ -46,7 +46,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from bench import measure_churn, measure_fanout, measure_latency, native, report, saving, tables
-from bench.harness import PYTHON, C, Server, Setup
+from bench.measuring import PYTHON, C, Server, Setup
 from bench.processes import Placement, python_module
 from bench.stuck import STUCK_EOF_WAIT
 from section_a.serving import raise_fd_limit

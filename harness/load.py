@@ -57,10 +57,9 @@ DRAIN = 5.0  # seconds steady() waits for the last lines once its senders stop
 QUIET = 10.0  # seconds without a load line after which a fan-out is over (longer than a pause)
 RECENT = 16  # lines of the server's own that a client keeps, for assertions and messages
 # The receive buffer of readers that must all read equally fast (the congestion tests). Left to
-# autotune, Linux now and then keeps one connection's window small (its receive queue stayed
-# under ~100 KiB while the others' held 300-700 KiB; about 1 run in 15 at full size, counting
-# mode): that client then reads more slowly than the rest, a reader that lags alone, which the
-# room rightly cuts. A fixed buffer, set before connect, gives every reader the same window.
+# autotune, Linux may keep one connection's window small, and that client then lags alone,
+# which the room rightly cuts (docs/reliability.md). Set before connect, a fixed buffer gives
+# every reader the same window.
 READER_RCVBUF = 1024 * 1024
 
 _STAMPED = re.compile(rb"~L(\d{5}):(\d{7}):(\d{19}):")

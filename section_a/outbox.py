@@ -49,7 +49,7 @@ class Outbox:
     # One per client, most of them idle: slots and a list (empty, it holds no block,
     # where a deque holds one from the start) keep an idle client small.
     __slots__ = (
-        "_flusher", "_lock", "_queue", "backlog", "closed", "fd", "lagging_since",
+        "_flusher", "_lock", "_pieces", "backlog", "closed", "fd", "lagging_since",
         "last_taken", "on_caught_up", "reason", "rules", "sock",
     )  # fmt: skip
 
@@ -70,7 +70,7 @@ class Outbox:
         self.on_caught_up: Callable[[Outbox], None] = _nobody
         self._flusher = flusher
         self._lock = threading.Lock()
-        self._queue: list[bytes] = []  # what waits, oldest first
+        self._pieces: list[bytes] = []  # the backlog, oldest first
 
     def send(self, data: bytes) -> bool:
         """Send `data` now, or queue it behind what waits; never blocks.
@@ -80,13 +80,13 @@ class Outbox:
         with self._lock:
             if self.closed:
                 return False
-            if not self._queue:
+            if not self._pieces:
                 sent = self._send_now(data)
                 if sent == len(data) or sent < 0:
                     return False
                 data = data[sent:]
                 self._flusher.arm(self)
-            self._queue.append(data)
+            self._pieces.append(data)
             self.backlog += len(data)
             if not self.lagging_since and self.rules.lags(self.backlog):
                 self.lagging_since = time.monotonic()
@@ -95,8 +95,8 @@ class Outbox:
     def flush(self) -> None:
         """Write what waits, as much as the socket takes now (the flusher calls it)."""
         with self._lock:
-            while self._queue and not self.closed:
-                pieces = self._queue[:MAX_PIECES]
+            while self._pieces and not self.closed:
+                pieces = self._pieces[:MAX_PIECES]
                 try:
                     sent = self.sock.sendmsg(pieces, [], socket.MSG_DONTWAIT)
                 except BlockingIOError:
@@ -110,7 +110,7 @@ class Outbox:
                     self._drop(sent)
                     self._flusher.arm(self)  # the socket is full: the rest when it drains
                     break
-                del self._queue[: len(pieces)]
+                del self._pieces[: len(pieces)]
             caught_up = bool(self.lagging_since) and self.rules.caught_up(self.backlog)
             if caught_up:
                 self.lagging_since = 0.0
@@ -118,14 +118,14 @@ class Outbox:
             self.on_caught_up(self)  # outside the lock: the room takes its own
 
     def _drop(self, sent: int) -> None:
-        # Called with the lock held: take `sent` bytes off the front of the queue.
+        # Called with the lock held: take `sent` bytes off the front of the backlog.
         whole = 0
-        while sent >= len(self._queue[whole]):
-            sent -= len(self._queue[whole])
+        while sent >= len(self._pieces[whole]):
+            sent -= len(self._pieces[whole])
             whole += 1
-        del self._queue[:whole]
+        del self._pieces[:whole]
         if sent:
-            self._queue[0] = self._queue[0][sent:]
+            self._pieces[0] = self._pieces[0][sent:]
 
     def _send_now(self, data: bytes) -> int:
         # Called with the lock held: the bytes the socket took at once; -1 if the peer is gone.
@@ -156,7 +156,7 @@ class Outbox:
     def _close(self) -> None:
         # Called with the lock held.
         self.closed = True
-        self._queue.clear()
+        self._pieces.clear()
         self.backlog = 0
         self.lagging_since = 0.0
         self._flusher.forget(self)
