@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any, Protocol, TypeAlias
 
 from section_a import lag, protocol, room, session
+from section_a.options import whole
 
 logger = logging.getLogger("chat")
 
@@ -116,23 +117,6 @@ def span(bounds: tuple[float, float]) -> str:
     """`1 to 1,000,000`: a range as --help states it."""
     low, high = bounds
     return f"{low:,g} to {high:,.0f}" if isinstance(low, float) else f"{low:,} to {high:,}"
-
-
-def whole(low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from `low` to `high`, or one line saying why not."""
-
-    def check(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"must be a whole number from {low:,} to {high:,}, not {text!r}"
-            ) from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be {low:,} to {high:,}, not {text.strip()}")
-        return value
-
-    return check
 
 
 def rate(text: str) -> float:

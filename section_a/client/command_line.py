@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from section_a import protocol
+from section_a.options import whole
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9034
@@ -27,20 +28,6 @@ EXIT_STATUS = f"""exit status:
   128+N  ended by signal N: 130 for Ctrl-C, 143 for SIGTERM"""
 
 PORTS = (1, 65535)  # a server's port: 0 is no port to connect to
-
-
-def port_number(text: str) -> int:
-    """An argparse type: a port to connect to, or one line saying why not."""
-    low, high = PORTS
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from {low} to {high:,}, not {text!r}"
-        ) from None
-    if not low <= port <= high:
-        raise argparse.ArgumentTypeError(f"must be {low} to {high:,}, not {text.strip()}")
-    return port
 
 
 def nick(text: str) -> str:
@@ -63,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--port",
-        type=port_number,
+        type=whole(*PORTS),
         default=DEFAULT_PORT,
         help=f"its port, {PORTS[0]} to {PORTS[1]:,} (default: %(default)s)",
     )
