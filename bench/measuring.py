@@ -20,7 +20,6 @@ reads: the fan-out fills it by itself; the steady and churn runs fill it first.
 
 from __future__ import annotations
 
-import os
 import resource
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,14 +63,6 @@ def running(server: Server, setup: Setup) -> Iterator[ServerRun]:
         yield process
     finally:
         process.stop()  # fails on any traceback in the server's log
-
-
-def cpu_split(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of process `pid` (its threads, the ended ones too)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime: fields 14 and 15
 
 
 def own_cpu() -> float:

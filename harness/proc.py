@@ -9,13 +9,18 @@ from __future__ import annotations
 import os
 
 
-def thread_count(pid: int) -> int:
-    """The number of threads of process `pid`, as the kernel counts them."""
+def _status(pid: int, key: str) -> int:
+    # The number after `key:` in /proc/PID/status (a count, or KiB).
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("Threads:"):
+            if line.startswith(f"{key}:"):
                 return int(line.split()[1])
-    raise LookupError(f"no Threads: line in /proc/{pid}/status")
+    raise LookupError(f"no {key}: line in /proc/{pid}/status")
+
+
+def thread_count(pid: int) -> int:
+    """The number of threads of process `pid`, as the kernel counts them."""
+    return _status(pid, "Threads")
 
 
 def open_fds(pid: int) -> int:
@@ -25,21 +30,13 @@ def open_fds(pid: int) -> int:
 
 def rss_bytes(pid: int) -> int:
     """Resident memory of process `pid`, in bytes."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise LookupError(f"no VmRSS: line in /proc/{pid}/status")
+    return _status(pid, "VmRSS") * 1024
 
 
 def peak_rss_bytes(pid: int) -> int:
     """The most resident memory process `pid` had (VmHWM), since it started or since
     `reset_peak_rss`, in bytes: memory freed again still counts."""
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise LookupError(f"no VmHWM: line in /proc/{pid}/status")
+    return _status(pid, "VmHWM") * 1024
 
 
 def reset_peak_rss(pid: int) -> None:
@@ -48,9 +45,14 @@ def reset_peak_rss(pid: int) -> None:
         clear_refs.write("5")  # 5: reset the peak resident set size (proc(5))
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process `pid`, from /proc/PID/stat."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process `pid` (its threads, the ended ones too)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick  # utime, stime: fields 14 and 15
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, from /proc/PID/stat."""
+    return sum(cpu_split(pid))
