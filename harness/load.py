@@ -119,6 +119,17 @@ def abort(sock: socket.socket) -> None:
     sock.close()
 
 
+def _last_notices(block: bytes, n: int) -> list[bytes]:
+    """The last `n` lines of the server's own ("* ...") in `block`, oldest first."""
+    if not n:
+        return []
+    pieces = block.rsplit(b"\n* ", n)  # from the end, in C: each piece after the first is one
+    found = [b"* " + piece.partition(b"\n")[0] for piece in pieces[1:]]
+    if len(pieces) <= n and block.startswith(b"* "):  # room for one more: the very first line
+        found.insert(0, pieces[0].partition(b"\n")[0])
+    return found
+
+
 def _family(address: Address) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in address[0] else socket.AF_INET
 
@@ -511,26 +522,29 @@ class Swarm:
             client.latencies.append(now - int(stamp))
 
     def _notices(self, client: Client, block: bytes) -> None:
-        # From one line of the server's own to the next: the chat lines between are skipped.
-        at = 0
-        while True:
-            if not block.startswith(b"* ", at):
-                at = block.find(b"\n* ", at) + 1
-                if not at:
-                    return
-            end = block.index(b"\n", at)
-            line = block[at:end]
-            at = end + 1
-            client.notices += 1
-            client.recent.append(line)
-            if client.token is not None and client.token in line:
-                client.token = None
-            if client.first is None:
-                client.first = line
-                if welcome := _WELCOME.match(line):
-                    client.name = welcome.group(1).decode()
-                if client.on_first is not None:
-                    client.on_first(client)
+        # The server's own lines ("* ..."), counted at C speed: a client of a big room gets
+        # thousands of notices, so only the first line, the last RECENT and the one with
+        # the token awaited are looked at one by one.
+        count = block.count(b"\n* ") + block.startswith(b"* ")
+        if not count:
+            return
+        client.notices += count
+        client.recent.extend(_last_notices(block, min(count, RECENT)))
+        token = client.token
+        if token is not None:
+            at = block.find(token)
+            while at >= 0:
+                if block.startswith(b"* ", block.rfind(b"\n", 0, at) + 1):
+                    client.token = None
+                    break
+                at = block.find(token, at + 1)
+        if client.first is None:
+            start = 0 if block.startswith(b"* ") else block.find(b"\n* ") + 1
+            client.first = block[start : block.index(b"\n", start)]
+            if welcome := _WELCOME.match(client.first):
+                client.name = welcome.group(1).decode()
+            if client.on_first is not None:
+                client.on_first(client)
 
     def _lost(self, client: Client) -> None:
         if client.eof:

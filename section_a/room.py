@@ -2,18 +2,19 @@
 
 Everything the room sends goes out under its one lock, so every member hears the
 room in the same order and a reply (`/who`) comes after everything the room was
-told before it. A notice is written by the thread that produced it. A line said
-joins the room's queue first, and whoever holds the lock next writes every line
-queued by then: when many say at once, each reader gets their lines in one send,
-and the senders that came second find their line already written. A write never
-blocks (outbox.py): what a socket does not take waits in its backlog.
+told before it. A line said or a notice joins the room's queue first, and whoever
+holds the lock next writes everything queued by then, one send per reader: when
+many say at once, or many join or leave, each reader gets the lot in one send,
+and those that came second find theirs already written. A member gets what was
+queued after it joined, never before. A write never blocks (outbox.py): what a
+socket does not take waits in its backlog.
 
-A member's line waits while any reader lags (its backlog is past --sendq): a
-room that writes faster than it is read slows its senders, whose clients then
-wait in TCP, rather than losing lines or cutting readers that read. A reader that
-lags and stopped reading, or lags too long, is cut (lag.py has the rules,
-docs/delivery.md the reasoning). The waiting senders are the clock that judges
-the laggards: nobody else needs to look at them.
+A member who said a line then waits while any reader lags (its backlog is past
+--sendq): a room that writes faster than it is read slows its senders, whose
+clients then wait in TCP, rather than losing lines or cutting readers that read.
+A reader that lags and stopped reading, or lags too long, is cut (lag.py has the
+rules, docs/delivery.md the reasoning). The waiting senders are the clock that
+judges the laggards: nobody else needs to look at them.
 
 Notices, replies and private lines never wait: they are small, and a thread that
 leaves must never wait.
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from section_a import protocol
 from section_a.lag import LagRules
 from section_a.outbox import Flusher, Outbox
-from section_a.sockets import peer_name, shut_down
+from section_a.sockets import peer_name, refuse, shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +47,17 @@ class Member:
     name: str
     peer: str
     outbox: Outbox
+    since: int = 0  # how many items the room had queued when it joined: it gets the later ones
 
 
 class ChatRoom:
     """The members of one chat, and the routing of lines between them.
+
+    Two locks: the small one (`_queue_lock`) guards who is here and what is queued,
+    and is held for a moment at a time; the room's lock (`_lock`) is held by whoever
+    writes, for as long as the writing takes. So a newcomer, a leaver or a sender is
+    never kept waiting by a write in progress: its item waits in the queue for the
+    next one.
 
     Constructing a room starts no thread: `start()` starts its flusher, and
     `stop()` (after every member has left) ends it.
@@ -61,16 +69,16 @@ class ChatRoom:
         self.closing = threading.Event()  # set once, by close()
         self._flusher = Flusher()
         self._lock = threading.Condition()  # senders wait on it while someone lags
+        self._laggards: set[Outbox] = set()
+        self._queue_lock = threading.Lock()
         self._members: tuple[Member, ...] = ()  # replaced whole: a snapshot is always safe
         self._names: dict[str, Member] = {}  # lower-cased name -> member
-        self._laggards: set[Outbox] = set()
-        # Lines said but not written yet: (line, sender), in order. Senders append under
-        # the small queue lock, without waiting for the room's; numbered to know who is done.
-        self._queue_lock = threading.Lock()
-        self._queue: list[tuple[bytes, Member]] = []
-        self._queued = 0  # lines ever queued
-        self._written = 0  # of those, how many have been written
         self._guests = itertools.count(1)
+        # What was said or announced but not written yet: (data, the member it skips),
+        # in order, numbered, to know what is written and what a newcomer may get.
+        self._queue: list[tuple[bytes, Member | None]] = []
+        self._queued = 0  # items ever queued
+        self._written = 0  # of those, how many have been written
         self.waiting = 0  # senders waiting now, because someone lags (for logs and tests)
         self.waits = 0  # how many times a sender had to wait, in all
 
@@ -81,27 +89,25 @@ class ChatRoom:
         """End the room's flusher thread (after every member has left)."""
         self._flusher.stop(timeout)
 
-    @property
-    def members(self) -> tuple[Member, ...]:
-        return self._members
-
     # ------------------------------------------------------------------ arriving, leaving
 
     def join(self, conn: socket.socket, addr: object) -> Member | None:
         """Admit a new connection under a guest name, or refuse it (None)."""
         peer = peer_name(addr)
-        with self._lock:
+        outbox = Outbox(conn, self.rules, self._flusher)
+        outbox.on_caught_up = self._caught_up
+        with self._queue_lock:
             if self.closing.is_set():
                 refusal = protocol.SHUTTING_DOWN
             elif len(self._members) >= self.max_clients:
                 refusal = protocol.error(protocol.SERVER_FULL)
             else:
                 name = next(n for n in (f"guest-{i}" for i in self._guests) if n not in self._names)
-                outbox = Outbox(conn, self.rules, self._flusher)
-                outbox.on_caught_up = self._caught_up
                 member = Member(name, peer, outbox)
-                self._send(member, protocol.welcome(name, [m.name for m in self._members]))
-                self._write(protocol.joined(name))  # told: exactly those the welcome names
+                # Nobody writes to it before it is a member: its welcome goes first.
+                outbox.send(protocol.welcome(name, [m.name for m in self._members]))
+                # Its notice is the last item it does not get: it goes to those the welcome names.
+                member.since = self._enqueue(protocol.joined(name))
                 self._members += (member,)
                 self._names[name] = member
                 count = len(self._members)
@@ -110,6 +116,7 @@ class ChatRoom:
             logger.warning("refused %s: %s", peer, refusal.decode().strip())
             refuse(conn, refusal)
             return None
+        self._deliver(member.since)
         logger.info(
             "%s joined from %s; %d clients, %d threads", name, peer, count, threading.active_count()
         )
@@ -120,17 +127,21 @@ class ChatRoom:
 
         `why` is for the log; `cut`, why the server disconnected the member, is for all.
         """
-        with self._lock:
-            if member not in self._members:
+        with self._queue_lock:
+            if self._names.get(member.name.lower()) is not member:  # it has left already
                 return
-            self._members = tuple(m for m in self._members if m is not member)
+            at = self._members.index(member)
+            self._members = self._members[:at] + self._members[at + 1 :]
             del self._names[member.name.lower()]
             count = len(self._members)
             cut = member.outbox.reason or cut
             member.outbox.close()
+            # Once closing, everyone is leaving: nobody to tell.
+            notice = 0 if self.closing.is_set() else self._enqueue(protocol.left(member.name, cut))
+        with self._lock:
             self._forget_laggard(member.outbox)
-            if not self.closing.is_set():  # once closing, everyone is leaving: nobody to tell
-                self._write(protocol.left(member.name, cut))
+            if self._written < notice:
+                self._write_queue()
         # This thread is still running: it ends right after, so it is not counted.
         (logger.warning if cut else logger.info)(
             "%s left (%s)%s; %d clients, %d threads",
@@ -144,30 +155,29 @@ class ChatRoom:
     # ------------------------------------------------------------------ lines
 
     def say(self, member: Member, data: bytes) -> None:
-        """Give what `member` said to everyone else, once nobody lags.
+        """Give what `member` said to everyone else; return once nobody lags.
 
         The line joins the room's queue before this thread waits for the lock, and
         whoever holds the lock next writes everything queued: the lines of every
         sender that waited meanwhile go to each reader in one send.
         """
         with self._queue_lock:
-            self._queue.append((data, member))
-            self._queued += 1
-            mine = self._queued
+            mine = self._enqueue(data, skip=member)
         with self._lock:
-            self._wait_while_anyone_lags()
             if self._written < mine:  # nobody has written it for us meanwhile
                 self._write_queue()
+            self._wait_while_anyone_lags()
 
     def tell(self, member: Member, data: bytes) -> None:
         """Send `data` to `member` alone, after everything the room was told before it."""
         with self._lock:
+            self._write_queue()
             self._send(member, data)
 
     def who(self, member: Member) -> None:
         """Tell `member` who is here, in the order of what it was told."""
         with self._lock:
-            names = [m.name for m in self._members]
+            names = [m.name for m in self._write_queue()]
             self._send(member, protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
 
     def rename(self, member: Member, new: str) -> str | None:
@@ -175,7 +185,7 @@ class ChatRoom:
         problem = protocol.name_problem(new)
         if problem:
             return problem
-        with self._lock:
+        with self._queue_lock:
             holder = self._names.get(new.lower())
             if holder is not None and holder is not member:
                 return f"the name {new} is taken"
@@ -183,39 +193,50 @@ class ChatRoom:
             del self._names[old.lower()]
             self._names[new.lower()] = member
             member.name = new
-            if old != new:
-                self._write(protocol.renamed(old, new), exclude=member)
-        if old != new:
+            notice = self._enqueue(protocol.renamed(old, new), skip=member) if old != new else 0
+        if notice:
+            self._deliver(notice)
             logger.info("%s is now %s", old, new)
         return None
 
     def find(self, name: str) -> Member | None:
         return self._names.get(name.lower())
 
-    def _write_queue(self) -> None:
-        # Called with the lock held: every queued line to every member but its sender.
+    # ------------------------------------------------------------------ the queue
+
+    def _enqueue(self, data: bytes, skip: Member | None = None) -> int:
+        # Called with the queue lock held: `data` for every member but `skip`; its number.
+        self._queue.append((data, skip))
+        self._queued += 1
+        return self._queued
+
+    def _deliver(self, number: int) -> None:
+        # Make sure the queue's item `number` is written, by this thread if nobody has.
+        with self._lock:
+            if self._written < number:
+                self._write_queue()
+
+    def _write_queue(self) -> tuple[Member, ...]:
+        # Called with the lock held: every queued item to each member it is for, one send
+        # each. Returns the members written to: those whose joining is written too.
         with self._queue_lock:
             queue, self._queue = self._queue, []
-            self._written = self._queued
-        if len(queue) == 1:
-            data, sender = queue[0]
-            self._write(data, exclude=sender)
-            return
+            done, self._written = self._written, self._queued
+            members = self._members
+        if not queue:
+            return members
         everything = b"".join(data for data, _ in queue)
-        senders = {sender for _, sender in queue}
-        for member in self._members:
-            if member in senders:  # all but its own
-                data = b"".join(data for data, sender in queue if sender is not member)
+        starts = list(itertools.accumulate((len(data) for data, _ in queue), initial=0))
+        skipped = {skip for _, skip in queue}
+        for member in members:
+            late = max(member.since - done, 0)  # items queued before it joined: not for it
+            if member in skipped:
+                data = b"".join([data for data, skip in queue[late:] if skip is not member])
             else:
-                data = everything
+                data = everything[starts[late] :]
             if data and member.outbox.send(data):
                 self._laggards.add(member.outbox)
-
-    def _write(self, data: bytes, exclude: Member | None = None) -> None:
-        # Called with the lock held: `data` to every member but `exclude`.
-        for member in self._members:
-            if member is not exclude and member.outbox.send(data):
-                self._laggards.add(member.outbox)
+        return members
 
     def _send(self, member: Member, data: bytes) -> None:
         # Called with the lock held: `data` to `member` alone.
@@ -268,20 +289,12 @@ class ChatRoom:
         members' threads then leave by themselves; their owner joins them.
         """
         with self._lock:
-            self.closing.set()  # under the lock: no join slips in after the snapshot
+            with self._queue_lock:  # no join slips in after this
+                self.closing.set()
             self._lock.notify_all()
-            members = self._members
+            members = self._write_queue()  # what was said before goes out before the goodbye
             for member in members:
                 member.outbox.send(protocol.SHUTTING_DOWN)
         for member in members:
             shut_down(member.outbox.sock)
         logger.info("told %d clients the server is shutting down", len(members))
-
-
-def refuse(conn: socket.socket, line: bytes) -> None:
-    """Send one line to a connection that will not be served (never blocks)."""
-    try:
-        conn.send(line, socket.MSG_DONTWAIT)
-    except OSError:
-        pass  # it is being refused anyway; nothing more to tell it
-    shut_down(conn)

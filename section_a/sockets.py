@@ -1,4 +1,4 @@
-"""Two socket helpers that the server and the client share.
+"""Socket helpers that the server and the client share.
 
 On Linux, close() from another thread does not wake a thread blocked in recv()
 on the same socket; shutdown() does (recv returns b""). So a socket is shut down
@@ -24,3 +24,12 @@ def peer_name(addr: object) -> str:
         host, port = addr[0], addr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(addr)
+
+
+def refuse(conn: socket.socket, line: bytes) -> None:
+    """Send one line to a connection that will not be served (never blocks)."""
+    try:
+        conn.send(line, socket.MSG_DONTWAIT)
+    except OSError:
+        pass  # it is being refused anyway; nothing more to tell it
+    shut_down(conn)

@@ -253,6 +253,33 @@ def test_lines_said_while_the_room_is_busy_reach_each_reader_in_one_send(
         peer.read_all(b"2:1\n" if index != 2 else b"1:1\n")
 
 
+def test_joins_and_leaves_while_the_room_is_busy_reach_each_reader_in_one_send(
+    pair: Pair, rooms: list[ChatRoom]
+) -> None:
+    room = make_room(LagRules(sendq=SENDQ))
+    rooms.append(room)
+    (alice, _), (bob, _), (carol, _) = [join(room, pair) for _ in range(3)]
+    counting = CountingOutbox(alice.outbox)
+    alice.outbox = counting  # type: ignore[assignment]
+    with room._lock:  # the room is busy writing: two members leave and two arrive meanwhile
+        arriving = [pair.connect()[0] for _ in range(2)]
+        threads = [threading.Thread(target=room.leave, args=(m,)) for m in (bob, carol)]
+        threads += [threading.Thread(target=room.join, args=(c, c.getpeername())) for c in arriving]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(room._queue) == 4, "two leave and two join notices queued")
+    for thread in threads:
+        thread.join(5)
+        assert not thread.is_alive()
+    assert len(counting.sends) == 1, f"alice was told them in {len(counting.sends)} sends"
+    told = sorted(counting.sends[0].splitlines())
+    newcomers = sorted(m.name for m in room._members if m not in (alice,))
+    assert told == sorted(
+        [b"* %s left" % m.name.encode() for m in (bob, carol)]
+        + [b"* %s joined" % name.encode() for name in newcomers]
+    )
+
+
 def test_the_welcome_comes_first_and_the_join_notice_goes_to_those_it_names(
     pair: Pair, rooms: list[ChatRoom]
 ) -> None:
@@ -268,10 +295,30 @@ def test_the_welcome_comes_first_and_the_join_notice_goes_to_those_it_names(
     assert b"joined" not in bob_peer.received
 
 
+def test_a_newcomer_gets_what_was_queued_after_it_joined_and_nothing_before(
+    pair: Pair, rooms: list[ChatRoom]
+) -> None:
+    room = make_room(LagRules(sendq=SENDQ))
+    rooms.append(room)
+    alice, _ = join(room, pair)
+    bob, bob_peer = join(room, pair)
+    with room._lock:  # the room is busy: alice's line waits in the queue as carol joins
+        thread = saying(room, alice, b"before carol\n")
+        wait_for(lambda: len(room._queue) == 1, "alice's line queued for the room")
+        conn, carol_peer = pair.connect()
+        carol = room.join(conn, conn.getpeername())  # the room's lock is re-entrant
+        assert carol is not None
+    thread.join(5)
+    heard = bob_peer.read_all(f"* {carol.name} joined\n".encode())
+    assert heard.index(b"before carol\n") < heard.index(b"joined\n"), "bob heard them out of order"
+    room.say(bob, b"after carol\n")
+    assert b"before carol" not in carol_peer.read_all(b"after carol\n")
+
+
 # --------------------------------------------------------------------------- readers that lag
 
 
-def test_a_line_waits_while_a_reader_lags_and_goes_once_it_caught_up(
+def test_a_sender_waits_while_a_reader_lags_and_goes_on_once_it_caught_up(
     pair: Pair, rooms: list[ChatRoom]
 ) -> None:
     room = make_room(LagRules(sendq=SENDQ, stall=60.0, max_lag=60.0))
@@ -280,13 +327,13 @@ def test_a_line_waits_while_a_reader_lags_and_goes_once_it_caught_up(
     bob, bob_peer = join(room, pair, rcvbuf=SMALL_RCVBUF)
     _, carol_peer = join(room, pair)
     fill(room, bob, SENDQ)
-    thread = saying(room, alice, b"after the wait\n")
-    wait_for(lambda: room.waiting == 1, "alice's line to wait for bob")
-    assert b"after the wait" not in carol_peer.received
-    bob_peer.read_all(b"after the wait\n", timeout=10.0)  # bob reads: caught up, alice goes on
+    thread = saying(room, alice, b"while bob lags\n")
+    carol_peer.read_all(b"while bob lags\n")  # the line went out at once...
+    wait_for(lambda: room.waiting == 1, "alice to wait for bob")  # ... and its sender waits
+    assert thread.is_alive()
+    bob_peer.read_all(b"while bob lags\n", timeout=10.0)  # bob reads: caught up, alice goes on
     thread.join(5.0)
     assert not thread.is_alive() and room.waiting == 0
-    assert carol_peer.read_all(b"after the wait\n").endswith(b"\nafter the wait\n")
     assert not bob.outbox.closed
 
 
@@ -310,7 +357,7 @@ def test_a_reader_that_stopped_reading_is_cut_without_making_anyone_wait(
     carol_peer.read_all(b"hello\n")
 
 
-def test_a_reader_that_stops_while_a_line_waits_for_it_is_cut_after_the_stall(
+def test_a_reader_that_stops_while_a_sender_waits_for_it_is_cut_after_the_stall(
     pair: Pair, rooms: list[ChatRoom]
 ) -> None:
     rules = LagRules(sendq=SENDQ, stall=0.3, max_lag=60.0)

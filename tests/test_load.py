@@ -19,8 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from harness.load import LINE_SIZE, Client, Delivery, Swarm, load_line
+from harness.load import LINE_SIZE, Client, Delivery, Swarm, _last_notices, load_line
 from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
@@ -299,3 +301,18 @@ def test_lost_and_extra_are_per_receiver_and_skip_the_cut() -> None:
     assert delivery.extra == {2: 2}
     assert delivery.delivered == 33
     assert "lost 3" in delivery.summary() and "extra 2" in delivery.summary()
+
+
+# Lines as a server writes them: its own ("* ..."), chat lines, and lines that only look alike.
+LINES_OF_A_BLOCK = st.lists(
+    st.sampled_from([b"* a joined", b"* b left", b"*", b"guest-1: * not a notice", b"x", b" * y"]),
+    max_size=40,
+)
+
+
+@given(lines=LINES_OF_A_BLOCK, n=st.integers(0, 20))
+def test_the_last_notices_of_a_block_are_found_from_its_end(lines: list[bytes], n: int) -> None:
+    block = b"".join(line + b"\n" for line in lines)
+    notices = [line for line in lines if line.startswith(b"* ")]
+    assert block.count(b"\n* ") + block.startswith(b"* ") == len(notices)
+    assert _last_notices(block, n) == (notices[-n:] if n else [])

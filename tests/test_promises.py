@@ -47,10 +47,9 @@ IDLE_CPU = 0.02  # seconds of CPU it may use meanwhile: two clock ticks, for the
 IDLE_SWITCHES = 5
 TRIALS = 7  # joins and leaves timed; the median is held to the bound
 # The bound on the median time from a connect (or close) to the notice at another client:
-# the README's 50 ms that a notice may wait to share a pass, plus what the rest takes on a
-# loaded 2-core machine (accept, a thread started, a pass: 1 to 5 ms measured here; the
-# median of 7 absorbs a few trials the scheduler delays). A notice held twice as long
-# (100 ms) fails.
+# the README's 50 ms, plus what the rest takes on a loaded 2-core machine (accept, a thread
+# started, a write: 1 to 5 ms measured here; the median of 7 absorbs a few trials the
+# scheduler delays). A notice held twice as long (100 ms) fails.
 NOTICE_BOUND = NOTICE_WITHIN + 0.030
 
 
