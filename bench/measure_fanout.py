@@ -15,9 +15,10 @@ from dataclasses import dataclass, replace
 
 from bench.c_fanout import c_fan_out
 from bench.measuring import PYTHON, SYNC_TIMEOUT, C, Server, Setup, own_cpu, running, stalled
-from bench.processes import context_switches, run_time
 from bench.stuck import closed_by_server
-from harness.load import READER_RCVBUF, Swarm, stuck_reader
+from harness.load import READER_RCVBUF, Swarm
+from harness.proc import context_switches, run_time
+from harness.sockets import stuck_reader
 
 
 @dataclass(frozen=True)

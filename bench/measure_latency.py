@@ -12,10 +12,9 @@ import time
 from dataclasses import dataclass
 
 from bench.measuring import SYNC_TIMEOUT, Server, Setup, own_cpu, running
-from bench.processes import context_switches
 from bench.stuck import closed_by_server, stuck_and_filled
 from harness.load import Swarm
-from harness.proc import cpu_split, rss_bytes, thread_count
+from harness.proc import context_switches, cpu_split, rss_bytes, thread_count
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from bench.processes import Placement, ServerRun
 from bench.stuck import STUCK_EOF_WAIT
-from harness.load import Client, Swarm
+from harness.clients import Client
+from harness.load import Swarm
 
 STALL_WINDOW = 2.0  # seconds without a single line delivered after a deadline: stalled
 SYNC_TIMEOUT = 60.0  # seconds for every client to get the reply to a sync

@@ -5,8 +5,9 @@
     ServerRun(command)   set this process to the server's CPU, start the server (the child
                          inherits the affinity), set this process back to the generator's;
                          wait for `listening on HOST:PORT`; stop: terminate, wait, kill
-    context_switches()   voluntary + involuntary, summed over the server's threads
-    run_time()           CPU seconds, to the nanosecond, summed over the server's threads
+
+Its counters (context switches, CPU time to the nanosecond) are read from /proc by
+harness/proc.py, as the tests read theirs.
 
 Why a CPU each: a server and its load generator that share a CPU take turns on it, so
 each one's speed depends on the other's; on a CPU each, the server's figure is the
@@ -143,43 +144,6 @@ class ServerRun:
         text = self.log_path.read_text(errors="replace")
         if "Traceback" in text:
             raise RuntimeError(f"{self.name} printed a traceback:\n{text}")
-
-
-def context_switches(pid: int) -> int:
-    """Voluntary plus involuntary context switches of every thread of process `pid`.
-
-    /proc/PID/status counts the main thread alone; each thread's own counts are in
-    /proc/PID/task/TID/status. A thread that ends between two readings takes its
-    counts with it, so this is exact only while the threads stay the same (the
-    fan-out and the steady runs: every client is connected before and after).
-    """
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/status") as status:
-                for line in status:
-                    if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt")):
-                        total += int(line.split()[1])
-        except FileNotFoundError:  # the thread ended while we read
-            continue
-    return total
-
-
-def run_time(pid: int) -> float:
-    """CPU seconds of every thread of process `pid`, to the nanosecond (schedstat).
-
-    /proc/PID/stat counts in clock ticks (10 ms), a tenth of a 50 x 2,000-line fan-out
-    through the C generator; each thread's schedstat starts with its time on a CPU in
-    nanoseconds. Like `context_switches`, exact while the threads stay the same.
-    """
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
-                total += int(schedstat.read().split()[0])
-        except FileNotFoundError:  # the thread ended while we read
-            continue
-    return total / 1e9
 
 
 def python_module(module: str) -> tuple[str, ...]:

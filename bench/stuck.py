@@ -1,7 +1,7 @@
 """A stuck reader: a client that never reads, and how to fill it before a measurement.
 
 A stuck reader is a socket with a 4 KiB receive buffer that never reads
-(`harness.load.stuck_reader`). What a server does about it shows only once the
+(`harness.sockets.stuck_reader`). What a server does about it shows only once the
 kernel will take no more for it: until then every send succeeds. The kernel
 holds a lot first (megabytes: a send buffer grows by itself, unless the server
 bounds it), so the steady and churn measurements fill it before they start
@@ -15,7 +15,10 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass
 
-from harness.load import Client, Swarm, load_line, read_until_eof, stuck_reader
+from harness.clients import Client
+from harness.lines import load_line
+from harness.load import Swarm
+from harness.sockets import read_until_eof, stuck_reader
 
 STUCK_EOF_WAIT = 2.0  # seconds to see whether the server closed the stuck reader
 FILL_CHUNK = 1000  # lines sent between two looks at a stuck reader's kernel queue

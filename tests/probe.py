@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 
-from harness.load import Address
+from harness.sockets import Address
 
 PROBE = re.compile(rb": probe (\d+) (\d+)\n")  # what the reader sees: NAME: probe SEQ STAMP
 DRAIN = 5.0  # seconds the reader waits for the last probe lines once sending stops

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MAX_DIFF = 70  # changed lines of code between the two servers
 MAX_MODULE = 300  # lines in any module of the product or the bench
-PACKAGES = ("section_a", "section_b", "section_c", "bench")
+PACKAGES = ("section_a", "section_b", "section_c", "bench", "harness")
 
 pytestmark = pytest.mark.timeout(30)
 

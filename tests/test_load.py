@@ -22,7 +22,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.load import LINE_SIZE, Client, Delivery, Swarm, _last_notices, load_line
+from harness.clients import Client
+from harness.lines import LINE_SIZE, last_notices, load_line
+from harness.load import Swarm
+from harness.results import Delivery
 from tests.support import DEADLINE
 
 pytestmark = [pytest.mark.stage_a, pytest.mark.timeout(30)]
@@ -315,4 +318,4 @@ def test_the_last_notices_of_a_block_are_found_from_its_end(lines: list[bytes], 
     block = b"".join(line + b"\n" for line in lines)
     notices = [line for line in lines if line.startswith(b"* ")]
     assert block.count(b"\n* ") + block.startswith(b"* ") == len(notices)
-    assert _last_notices(block, n) == (notices[-n:] if n else [])
+    assert last_notices(block, n) == (notices[-n:] if n else [])

@@ -8,7 +8,6 @@ leave notices "within 50 ms". Every number is the README's (tests/promises.py).
 
 from __future__ import annotations
 
-import glob
 import re
 import select
 import socket
@@ -21,7 +20,7 @@ from collections.abc import Callable
 import pytest
 
 from harness.load import Swarm
-from harness.proc import cpu_seconds
+from harness.proc import context_switches, cpu_seconds
 from section_a.serving import raise_fd_limit
 from tests.conftest import StartServer
 from tests.promises import (
@@ -51,20 +50,6 @@ TRIALS = 7  # joins and leaves timed; the median is held to the bound
 # started, a write: 1 to 5 ms measured here; the median of 7 absorbs a few trials the
 # scheduler delays). A notice held twice as long (100 ms) fails.
 NOTICE_BOUND = NOTICE_WITHIN + 0.030
-
-
-def context_switches(pid: int) -> int:
-    """Voluntary and involuntary context switches of every thread of `pid`, so far."""
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/status"):
-        try:
-            with open(path) as status:
-                for line in status:
-                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                        total += int(line.split()[1])
-        except OSError:
-            pass  # a thread that ended meanwhile
-    return total
 
 
 def assert_idle(pid: int, what: str) -> None:

@@ -15,7 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.load import Client, Swarm, load_line
+from harness.clients import Client
+from harness.lines import load_line
+from harness.load import Swarm
 from harness.proc import cpu_seconds, open_fds, rss_bytes, thread_count
 from section_a.serving import raise_fd_limit
 from tests.conftest import StartServer

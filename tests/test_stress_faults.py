@@ -16,8 +16,10 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.load import Swarm, load_line, read_until_eof, stuck_reader
+from harness.lines import load_line
+from harness.load import Swarm
 from harness.proc import peak_rss_bytes, reset_peak_rss, rss_bytes, thread_count
+from harness.sockets import read_until_eof, stuck_reader
 from tests.conftest import StartServer
 from tests.promises import BASE_THREADS, DEFAULT_MAX_LINE, STOP_WITHIN
 from tests.servers import LineClient

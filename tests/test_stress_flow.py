@@ -24,16 +24,11 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.load import (
-    LINE_SIZE,
-    READER_RCVBUF,
-    Delivery,
-    Swarm,
-    load_line,
-    read_until_eof,
-    stuck_reader,
-)
+from harness.lines import LINE_SIZE, load_line
+from harness.load import READER_RCVBUF, Swarm
 from harness.proc import thread_count
+from harness.results import Delivery
+from harness.sockets import read_until_eof, stuck_reader
 from tests.conftest import StartServer
 from tests.probe import Probe, p99_ms
 from tests.promises import BASE_THREADS, DEFAULT_BURST
