@@ -26,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 from section_a import serving
 from section_a.sockets import peer_name, shut_down
@@ -48,9 +49,10 @@ class ThreadedServer:
         self._lock = threading.Lock()
         self._last_complaint = 0.0
 
-    def serve(self, stop: serving.SignalStop) -> None:
+    def serve(self, stop: serving.SignalStop, ready: Callable[[], None]) -> None:
         """Accept until `stop`; each connection gets a new thread."""
         stop.then(lambda: shut_down(self.listener))  # wakes accept(): close would not (Linux)
+        ready()
         while not stop.requested:
             try:
                 conn, addr = self.listener.accept()

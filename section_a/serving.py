@@ -235,8 +235,11 @@ class ChatServer(Protocol):
 
     def __init__(self, listener: socket.socket, handler: Handler) -> None: ...
 
-    def serve(self, stop: SignalStop) -> None:
-        """Accept connections and serve each with the handler until `stop` is asked for."""
+    def serve(self, stop: SignalStop, ready: Callable[[], None]) -> None:
+        """Accept connections and serve each with the handler until `stop` is asked for.
+
+        `ready()` is called once connections are accepted, every thread in place.
+        """
 
     def close(self, timeout: float) -> list[str]:
         """Join every connection's thread; the names of those still alive after `timeout`."""
@@ -266,8 +269,7 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
         session.serve_client(chat, limits, conn, addr)
 
     server = server_type(listener, handler)
-    announce(listener)
-    server.serve(stop)  # until SIGINT or SIGTERM
+    server.serve(stop, ready=lambda: announce(listener))  # until SIGINT or SIGTERM
     chat.close()  # tell everyone, and wake every client's thread to leave
     stuck = server.close(STOP_TIMEOUT)
     chat.stop(STOP_TIMEOUT)

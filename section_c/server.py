@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 from section_a import serving
 from section_b import Proactor, start_proactor, stop_proactor
@@ -38,10 +39,11 @@ class ProactorServer:
         self.handler = handler
         self.proactor: Proactor | None = None
 
-    def serve(self, stop: serving.SignalStop) -> None:
+    def serve(self, stop: serving.SignalStop, ready: Callable[[], None]) -> None:
         """Start the proactor, and wait for `stop`: accepting goes on in its thread."""
         with serving.signals_blocked():  # its threads inherit the mask (see serving.py)
             self.proactor = start_proactor(self.listener, self.handler, name="chat")
+        ready()
         stop.wait()
 
     def close(self, timeout: float) -> list[str]:
