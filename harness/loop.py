@@ -16,14 +16,13 @@ import heapq
 import itertools
 import selectors
 import socket
-import struct
 import time
 from collections.abc import Callable
 from typing import Self
 
 from harness import lines
 from harness.clients import COUNT, LATENCY, RECENT, VERIFY, Client
-from harness.sockets import RECV_SIZE, TIMEOUT, Address, family
+from harness.sockets import RECV_SIZE, TIMEOUT, Address, family, reset_on_close
 
 _STARTED = (0, errno.EINPROGRESS)  # a non-blocking connect that is done, or under way
 
@@ -284,7 +283,7 @@ class Loop:
             return
         client.closed_by_us = True
         if reset:
-            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(client.sock)
         self._lost(client)
 
     def close(self) -> None:

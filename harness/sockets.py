@@ -51,7 +51,12 @@ def read_until_eof(sock: socket.socket, timeout: float = TIMEOUT) -> int:
     raise AssertionError(f"no EOF within {timeout:.1f}s ({total} bytes read)")
 
 
+def reset_on_close(sock: socket.socket) -> None:
+    """Make `sock`'s close() send a reset (RST), not a FIN: SO_LINGER on, with no time."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
 def abort(sock: socket.socket) -> None:
     """Close `sock` with a reset (RST) instead of a FIN: a peer that vanishes mid-stream."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset_on_close(sock)
     sock.close()

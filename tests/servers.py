@@ -12,7 +12,6 @@ import re
 import select
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from harness.sockets import abort
 from tests.promises import NEVER_RAW
 from tests.support import DEADLINE
 
@@ -208,9 +208,8 @@ class LineClient:
         return [line.decode("utf-8") for line in self.raw_lines_until_sync()]
 
     def reset(self) -> None:
-        """Close with SO_LINGER 0: the peer gets a RST instead of a FIN."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
+        """Close with a reset: the peer gets a RST instead of a FIN."""
+        abort(self.sock)
 
 
 # Characters that must never reach a terminal raw: every control (Cc) and every bidi

@@ -12,7 +12,6 @@ import re
 import select
 import socket
 import statistics
-import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import pytest
 
 from harness.load import Swarm
 from harness.proc import context_switches, cpu_seconds
+from harness.sockets import reset_on_close
 from section_a.serving import raise_fd_limit
 from tests.conftest import StartServer
 from tests.promises import (
@@ -194,8 +194,8 @@ def test_the_client_tells_a_reset_from_an_orderly_close(close: str, said: str) -
                 assert client.stdout is not None
                 shown = select.select([client.stdout], [], [], DEADLINE)[0]
                 assert shown and client.stdout.readline().startswith(b"* welcome, guest-1.")
-                if close == "reset":  # SO_LINGER 0: close() sends a RST, not a FIN
-                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                if close == "reset":  # close() sends a RST, not a FIN
+                    reset_on_close(conn)
             client.wait(DEADLINE)
             out, err = client.communicate()
         finally:

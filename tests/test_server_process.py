@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from uuid import uuid4
 import pytest
 
 from harness.proc import open_fds, peak_rss_bytes, reset_peak_rss, rss_bytes, thread_count
+from harness.sockets import reset_on_close
 from tests.promises import BASE_THREADS, STOP_WITHIN
 from tests.servers import (
     ROOT,
@@ -271,7 +271,7 @@ def test_peers_that_come_and_go_at_once_leave_no_thread_nor_descriptor_behind(
     for i in range(peers):
         peer = socket.create_connection(server.address, timeout=DEADLINE)
         if i % 2:  # half with a RST, half with a FIN; none reads its welcome
-            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset_on_close(peer)
         peer.close()
     left = 0
     while left < peers:  # alice sees each of them go: the server is done with all of them
