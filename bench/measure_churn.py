@@ -42,6 +42,11 @@ class ChurnRun:
     def stalled(self) -> bool:
         return self.completed == 0
 
+    @property
+    def cpu_us_per_cycle(self) -> float:
+        """The server's CPU (user + system) per completed cycle, in microseconds."""
+        return self.server_cpu * 1e6 / self.completed if self.completed else math.inf
+
 
 def churn(
     server: Server,

@@ -51,6 +51,8 @@ def against_relays(plan: Plan, r: Results) -> list[str]:
         (f"server context switches per delivered line, {big:,} clients", lat, ctx,
          "ctx_per_line"),
         (f"churn, {plan.churn_parallel} at a time (cycles/s)", "churn", churn_cell, "rate"),
+        ("server CPU per churn cycle (µs)", "churn", number_cell("cpu_us_per_cycle", 0),
+         "cpu_us_per_cycle"),
     ]  # fmt: skip
     keys = [k for k, _ in (*OURS, *RELAYS)]
     ratio_heads = [f"{o} ÷ {name}" for _, name in RELAYS for o in ("A", "C")]
