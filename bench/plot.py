@@ -100,7 +100,8 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
         "C" if any(x.generator == "c" for k in keys for x in runs(r, "fanout", k)) else "Python"
     )
     fan.set_title(
-        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines, {through} generator "
+        f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines (the baseline "
+        f"{plan.fan_lines_baseline:,}), {through} generator "
         "(hatched: with a stuck reader)",
         fontsize=10,
     )

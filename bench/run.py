@@ -24,8 +24,9 @@ run; taking round after round spreads the drift over every server alike, and the
 ratios against the baseline compare figures taken minutes apart, not a quarter of
 an hour. Why medians: one run disturbed by a neighbour does not move a median.
 
-The baseline's fan-out takes 30 to 50 s a run (the servers' under a second), so it
-gets fewer repeats; with a stuck reader it stalls, so it gets one run, cut short at a time limit.
+The baseline's fan-out takes about 40 s a run with a tenth of the lines the others
+send (theirs take a second or two), so it gets fewer repeats; with a stuck reader it
+stalls, so it gets one run, cut short at a time limit.
 `--quick` runs everything small, once, in well under a minute: a smoke test (the
 baseline's runs with a stuck reader, which only wait out their time limits, left out).
 `--only fanout,fanout_py` runs those measurements alone.
@@ -68,12 +69,16 @@ class Plan:
 
     name: str
     repeats: int = 3  # runs of each measurement, each server (medians over them)
-    fan_repeats: int = 7  # fan-outs of each chat server and relay (under a second each: noisy)
-    fan_repeats_baseline: int = 3  # runs of the baseline's fan-out (about 50 s each)
+    fan_repeats: int = 7  # fan-outs of each chat server and relay (a second or two each)
+    fan_repeats_baseline: int = 3  # runs of the baseline's fan-out (about 40 s each)
     fan_repeats_python: int = 3  # runs of the fan-out through the Python generator
     stuck_repeats_baseline: int = 1  # the baseline stalls with a stuck reader: once is enough
     fan_clients: int = 50
-    fan_lines: int = 2000  # lines each client sends
+    # Lines each client sends: 49 M delivered, a second or two for the fast servers; at
+    # 2,000 (0.2-0.5 s) their figures moved by a quarter from run to run. The baseline
+    # sends fewer: it delivers about 120 k lines a second.
+    fan_lines: int = 20_000
+    fan_lines_baseline: int = 2000
     fan_timeout: float = 60.0  # seconds for a fan-out; the baseline's normal one is longer
     fan_timeout_baseline: float = 240.0
     stuck_timeout_baseline: float = 60.0  # seconds the baseline's fan-out gets with a stuck reader
@@ -100,6 +105,7 @@ QUICK = replace(
     fan_repeats_baseline=1,
     fan_clients=10,
     fan_lines=200,
+    fan_lines_baseline=200,
     fan_timeout=20.0,
     fan_timeout_baseline=30.0,
     stuck_repeats_baseline=0,  # it stalls: its runs would only wait out their timeouts
@@ -138,10 +144,9 @@ def tasks(
     big = max(plan.latency_clients)
     fast = C if c_relay is not None else PYTHON  # the fan-out's generator
 
-    def fan(stuck: bool, timeout: float, generator: str = fast) -> Run:
+    def fan(stuck: bool, timeout: float, generator: str = fast, lines: int = plan.fan_lines) -> Run:
         return lambda s, setup: measure_fanout.fan_out(
-            s, setup, plan.fan_clients, plan.fan_lines, stuck=stuck, timeout=timeout,
-            generator=generator,
+            s, setup, plan.fan_clients, lines, stuck=stuck, timeout=timeout, generator=generator
         )  # fmt: skip
 
     def latency(clients: int, stuck: bool, rate: float = plan.rate) -> Run:
@@ -164,9 +169,11 @@ def tasks(
         ours = server.key != BASELINE
         wanted += [
             ("fanout", server, plan.fan_repeats if ours else plan.fan_repeats_baseline,
-             fan(False, plan.fan_timeout if ours else plan.fan_timeout_baseline)),
+             fan(False, plan.fan_timeout, lines=plan.fan_lines) if ours
+             else fan(False, plan.fan_timeout_baseline, lines=plan.fan_lines_baseline)),
             ("fanout_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
-             fan(True, plan.fan_timeout if ours else stalls)),
+             fan(True, plan.fan_timeout) if ours
+             else fan(True, stalls, lines=plan.fan_lines_baseline)),
             *((f"latency_{n}", server, plan.repeats, latency(n, False))
               for n in plan.latency_clients),
             ("latency_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,

@@ -46,8 +46,9 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
 
     rows: list[tuple[str, str, Cell, str]] = [
         # label, measurement, cell, field for the ratio
-        (f"fan-out, {plan.fan_clients} clients x {plan.fan_lines:,} lines, through the {gen} "
-         "generator (lines/s)", "fanout", fan_cell, "rate"),
+        (f"fan-out, {plan.fan_clients} clients x {plan.fan_lines:,} lines (the baseline "
+         f"{plan.fan_lines_baseline:,}), through the {gen} generator (lines/s)", "fanout",
+         fan_cell, "rate"),
         ("fan-out, the same with a stuck reader (lines/s)", "fanout_stuck", fan_cell, "rate"),
         ("server CPU per delivered line in the fan-out (µs)", "fanout", cpu, "cpu_us_per_line"),
         ("server context switches per delivered line in the fan-out", "fanout", ctx,
@@ -90,7 +91,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         "",
         f"Each figure is the median of its runs, each run on a fresh server process: "
         f"{plan.fan_repeats} fan-outs of each chat server and relay and "
-        f"{plan.fan_repeats_baseline} of the baseline (30 to 50 s each), {plan.repeats} runs of "
+        f"{plan.fan_repeats_baseline} of the baseline (about 40 s each), {plan.repeats} runs of "
         f"everything else; with a stuck reader the baseline runs "
         f"{plan.stuck_repeats_baseline} time(s), cut short after "
         f"{plan.stuck_timeout_baseline:.0f} s, because it stalls. The fan-out goes through the "
