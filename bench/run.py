@@ -74,9 +74,9 @@ class Plan:
     fan_repeats_python: int = 3  # runs of the fan-out through the Python generator
     stuck_repeats_baseline: int = 1  # the baseline stalls with a stuck reader: once is enough
     fan_clients: int = 50
-    # Lines each client sends: 49 M delivered, a second or two for the fast servers; at
-    # 2,000 (0.2-0.5 s) their figures moved by a quarter from run to run. The baseline
-    # sends fewer: it delivers about 120 k lines a second.
+    # Lines each client sends: a second or two for the fast servers (with a tenth of it, a
+    # fraction of a second, their figures moved widely between runs; docs/performance.md).
+    # The baseline, a few hundred times slower, sends fewer.
     fan_lines: int = 20_000
     fan_lines_baseline: int = 2000
     fan_timeout: float = 60.0  # seconds for a fan-out; the baseline's normal one is longer
