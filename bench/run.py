@@ -89,7 +89,7 @@ class Plan:
     busy_rate: float = 10.0  # and in a busy room: lines come faster than one pass sends them
     duration: float = 5.0  # seconds of steady sending
     drain: float = 5.0  # seconds to wait for the last lines
-    churn_cycles: int = 3000
+    churn_cycles: int = 10_000  # a few seconds a run: a shorter one (about 1 s) moved a lot
     churn_parallel: int = 50
     churn_timeout: float = 60.0
     settle: float = 10.0  # seconds for threads and descriptors to come back after churn
