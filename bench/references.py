@@ -22,7 +22,7 @@ from bench.cells import churn_cell, fan_cell, number_cell, steady_cell
 from bench.report import OURS, RELAYS, Results, median, ms, ratio, runs, si, times
 
 if TYPE_CHECKING:
-    from bench.run import Plan
+    from bench.plan import Plan
 
 BUSY = 0.9  # share of one core past which a generator may have been the limit
 NAMES = dict((*OURS, *RELAYS, ("asyncio", "asyncio baseline")))

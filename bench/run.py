@@ -1,7 +1,7 @@
 """`make bench`: both chat servers, an asyncio baseline and two reference relays, side by side.
 
-    Plan (sizes, repeats) --> tasks: every measurement x every server x its repeats,
-                              interleaved (round 1 of everything, then round 2, ...)
+    Plan (plan.py: sizes, repeats) --> tasks: every measurement x every server x its
+                                       repeats, interleaved (round 1 of everything, ...)
           each task: a fresh server process on one CPU, loaded from another (measure_*.py)
                  --> Results: every run's numbers --> tables.py: medians, ratios against
                      the baseline and the relays of this run, targets --> Markdown on
@@ -43,13 +43,13 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from bench import measure_churn, measure_fanout, measure_latency, native, report, saving, tables
 from bench.measuring import PYTHON, C, Server, Setup
+from bench.plan import FULL, QUICK, Plan
 from bench.processes import Placement, python_module
-from bench.stuck import STUCK_EOF_WAIT
 from section_a.serving import raise_fd_limit
 
 SERVERS = (
@@ -61,66 +61,6 @@ BASELINE = "asyncio"
 PLAIN = Server("plain", "plain relay", python_module("bench.plain_relay"))
 C_RELAY = "crelay"  # its command is the binary native.py builds
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-@dataclass(frozen=True)
-class Plan:
-    """Sizes and repeats of one benchmark run."""
-
-    name: str
-    repeats: int = 3  # runs of each measurement, each server (medians over them)
-    fan_repeats: int = 7  # fan-outs of each chat server and relay (a second or two each)
-    fan_repeats_baseline: int = 3  # runs of the baseline's fan-out (about 40 s each)
-    fan_repeats_python: int = 3  # runs of the fan-out through the Python generator
-    stuck_repeats_baseline: int = 1  # the baseline stalls with a stuck reader: once is enough
-    fan_clients: int = 50
-    # Lines each client sends: a second or two for the fast servers (with a tenth of it, a
-    # fraction of a second, their figures moved widely between runs; docs/performance.md).
-    # The baseline, a few hundred times slower, sends fewer.
-    fan_lines: int = 20_000
-    fan_lines_baseline: int = 2000
-    fan_timeout: float = 60.0  # seconds for a fan-out; the baseline's normal one is longer
-    fan_timeout_baseline: float = 240.0
-    stuck_timeout_baseline: float = 60.0  # seconds the baseline's fan-out gets with a stuck reader
-    stuck_churn_timeout_baseline: float = 15.0  # and its churn (it stalls at the first cycle)
-    latency_clients: tuple[int, ...] = (30, 100, 1000)  # the largest: memory and threads too
-    senders: int = 20
-    rate: float = 2.0  # lines a second per sender
-    busy_rate: float = 10.0  # and in a busy room: lines come faster than one pass sends them
-    duration: float = 5.0  # seconds of steady sending
-    drain: float = 5.0  # seconds to wait for the last lines
-    churn_cycles: int = 10_000  # a few seconds a run: a shorter one (about 1 s) moved a lot
-    churn_parallel: int = 50
-    churn_timeout: float = 60.0
-    settle: float = 10.0  # seconds for threads and descriptors to come back after churn
-    stuck_eof_wait: float = STUCK_EOF_WAIT  # seconds to see whether a stuck reader was closed
-
-
-FULL = Plan("full")
-QUICK = replace(
-    FULL,
-    name="quick",
-    repeats=1,
-    fan_repeats=1,
-    fan_repeats_baseline=1,
-    fan_clients=10,
-    fan_lines=200,
-    fan_lines_baseline=200,
-    fan_timeout=20.0,
-    fan_timeout_baseline=30.0,
-    stuck_repeats_baseline=0,  # it stalls: its runs would only wait out their timeouts
-    fan_repeats_python=1,
-    latency_clients=(10, 50),
-    senders=5,
-    rate=5.0,
-    busy_rate=50.0,
-    duration=1.0,
-    drain=2.0,
-    churn_cycles=200,
-    churn_timeout=10.0,
-    settle=3.0,
-    stuck_eof_wait=0.5,  # too little is sent for a stuck reader to be closed: do not wait long
-)
 
 
 Run = Callable[[Server, Setup], report.Record]

@@ -20,7 +20,7 @@ from bench.measure_latency import Steady
 from bench.report import Record, Results
 
 if TYPE_CHECKING:
-    from bench.run import Plan
+    from bench.plan import Plan
 
 
 KINDS: tuple[tuple[str, type[Record]], ...] = (

@@ -26,7 +26,7 @@ from bench.measure_latency import Steady
 from bench.report import OURS, Results, describe, median, ratio, runs, times
 
 if TYPE_CHECKING:
-    from bench.run import Plan
+    from bench.plan import Plan
 
 
 def generator_of(r: Results) -> str:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from bench.report import Results, every, median, ratio, runs, times
 
 if TYPE_CHECKING:
-    from bench.run import Plan
+    from bench.plan import Plan
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from bench import references
 from bench.measure_churn import ChurnRun
+from bench.plan import FULL
 from bench.report import Results
-from bench.run import FULL
 
 
 def churn_run(server_cpu: float, completed: int) -> ChurnRun:
