@@ -20,7 +20,7 @@ from matplotlib.ticker import NullLocator
 from bench.report import Results, median, runs, si
 
 if TYPE_CHECKING:
-    from bench.run import Plan
+    from bench.plan import Plan
 
 STYLE = {  # key: (label, colour)
     "A": ("section A", "tab:blue"),
@@ -101,8 +101,7 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
     )
     fan.set_title(
         f"Fan-out: {plan.fan_clients} clients x {plan.fan_lines:,} lines (the baseline "
-        f"{plan.fan_lines_baseline:,}), {through} generator "
-        "(hatched: with a stuck reader)",
+        f"{plan.fan_lines_baseline:,}),\n{through} generator (hatched: with a stuck reader)",
         fontsize=10,
     )
     fan.grid(True, axis="y", which="both", alpha=0.3)
