@@ -109,7 +109,7 @@ def tasks(
         ours = server.key != BASELINE
         wanted += [
             ("fanout", server, plan.fan_repeats if ours else plan.fan_repeats_baseline,
-             fan(False, plan.fan_timeout, lines=plan.fan_lines) if ours
+             fan(False, plan.fan_timeout) if ours
              else fan(False, plan.fan_timeout_baseline, lines=plan.fan_lines_baseline)),
             ("fanout_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              fan(True, plan.fan_timeout) if ours
