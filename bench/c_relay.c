@@ -61,6 +61,13 @@
 #define RECV_SIZE (64 * 1024) /* bytes read at once: what the Python servers read too */
 #define MAX_EVENTS 256
 #define ROUND_LIMIT (4 * 1024 * 1024) /* bytes a round gathers before it is sent anyway */
+/* Each socket's send buffer: a few of loopback's 64 KiB segments (Linux doubles it). On
+   loopback, what a socket holds beyond its reader's window is sent when the reader's ACK
+   comes, on the reader's CPU: a relay faster than its readers, holding megabytes in its
+   sockets as autotuning allows, makes the load generator do its sending for it. A small
+   buffer keeps what waits in the relay's own ranges, sent on the relay's CPU when EPOLLOUT
+   says so. A buffer of one segment or less (32 KiB, doubled) was far slower still. */
+#define SEND_BUFFER (128 * 1024)
 #define PUNCH_SPAN (2 * 1024 * 1024)  /* the log is freed in whole spans of this (a huge page) */
 #define ACCEPT_BACKOFF_NS 100000000L /* 0.1 s: out of descriptors, wait rather than spin */
 
@@ -305,6 +312,8 @@ static void join(int fd) {
     int one = 1;
     /* Lines go out at once: Nagle would hold a small write until the last one is acked. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int send_buffer = SEND_BUFFER;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer, sizeof send_buffer);
     struct client *c = calloc(1, sizeof *c);
     if (!c) {
         close(fd);
