@@ -33,7 +33,8 @@
    One thread, non-blocking sockets, no locks, no limits: a client that never reads
    makes the log grow without bound (the chat servers' rules exist for that; this has
    none). It does what no server writing with send() can: it copies a line once, not once
-   per reader. Going faster than every Python server through the same load generator,
+   per reader (the chat servers do the same for a big block: docs/delivery.md, rule 2).
+   Going faster than every Python server through the same load generator,
    it shows that the generator is not what limits them.
 
    Build: cc -O2 -Wall -Wextra -o c_relay c_relay.c   (bench/native.py does it)

@@ -15,6 +15,11 @@ Why one flusher rather than the reader's own thread: that thread is blocked in
 recv(), and waking it to write would take a second descriptor per client (an
 eventfd), halving how many clients fit under the descriptor limit.
 
+A big block that goes to many readers is written once into a memfd (`shared_pages`),
+and each socket is handed those pages with sendfile(): the kernel then copies the
+bytes once, not once per reader. sendfile() cannot be told not to wait, so every
+client's socket is non-blocking (Python's timeout mode: its own recv() waits in poll()).
+
 An outbox also keeps what the rules of lag.py need to judge its reader: how big its
 backlog is, since when it has lagged, and when its socket last took anything. The
 room (room.py) does the judging.
@@ -28,15 +33,24 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from section_a.lag import LagRules
 from section_a.sockets import shut_down
 
 logger = logging.getLogger(__name__)
 
-# How many pieces of a backlog one sendmsg() writes at most (the kernel's UIO_MAXIOV).
+# How many pieces of a backlog one writev() writes at most (the kernel's UIO_MAXIOV).
 MAX_PIECES = 1024
+# A block this big, for this many readers, is handed to every socket as the same pages
+# (sendfile); a smaller one, or for fewer, is copied into each: that costs less than the
+# memfd's fresh pages and the handing over.
+SHARE_MIN = 32 * 1024
+SHARE_READERS = 16
+# How long recv() waits in timeout mode before it says so; the reader then waits again.
+# Not a limit on anything: the mode is for sendfile(), and an idle client may idle for ever.
+RECV_TIMEOUT = 24 * 3600.0
 
 
 class Outbox:
@@ -59,6 +73,9 @@ class Outbox:
         self.rules = rules
         # The kernel's own buffer is part of what a stuck reader holds: bounded by the limit too.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rules.sendq)
+        # A non-blocking descriptor, for sendfile(); so the outbox writes to the descriptor
+        # (os.write), since the socket's own send() would wait in poll() for room.
+        sock.settimeout(RECV_TIMEOUT)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             # Chat lines are small and wanted now: no Nagle delay waiting for an ACK.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -72,16 +89,18 @@ class Outbox:
         self._lock = threading.Lock()
         self._pieces: list[bytes] = []  # the backlog, oldest first
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, pages: int = -1) -> bool:
         """Send `data` now, or queue it behind what waits; never blocks.
 
-        Returns True while the backlog is over the limit (the reader lags).
+        `pages`, if given, is a descriptor that holds `data` from its start (`shared_pages`):
+        the socket is handed its pages rather than a copy. Returns True while the backlog
+        is over the limit (the reader lags).
         """
         with self._lock:
             if self.closed:
                 return False
             if not self._pieces:
-                sent = self._send_now(data)
+                sent = self._send_now(data, pages)
                 if sent == len(data) or sent < 0:
                     return False
                 data = data[sent:]
@@ -98,7 +117,7 @@ class Outbox:
             while self._pieces and not self.closed:
                 pieces = self._pieces[:MAX_PIECES]
                 try:
-                    sent = self.sock.sendmsg(pieces, [], socket.MSG_DONTWAIT)
+                    sent = os.writev(self.fd, pieces)
                 except BlockingIOError:
                     sent = 0
                 except OSError:
@@ -127,10 +146,13 @@ class Outbox:
         if sent:
             self._pieces[0] = self._pieces[0][sent:]
 
-    def _send_now(self, data: bytes) -> int:
+    def _send_now(self, data: bytes, pages: int) -> int:
         # Called with the lock held: the bytes the socket took at once; -1 if the peer is gone.
         try:
-            sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            if pages >= 0:
+                sent = os.sendfile(self.fd, pages, 0, len(data))
+            else:
+                sent = os.write(self.fd, data)
         except BlockingIOError:
             return 0
         except OSError:
@@ -164,6 +186,33 @@ class Outbox:
 
 def _nobody(outbox: Outbox) -> None:
     """Whom an outbox tells that its reader caught up, until the room says."""
+
+
+@contextmanager
+def shared_pages(data: bytes, readers: int) -> Iterator[int]:
+    """`data` in a memfd, whose pages `Outbox.send` hands to about `readers` sockets.
+
+    -1 instead (each socket then gets a copy) for a block under SHARE_MIN bytes or fewer
+    than SHARE_READERS readers, where copies cost less, and when no descriptor or memory
+    is left for a memfd. It is closed after; a page a socket was handed stays in its
+    buffer until sent, and nothing writes to the memfd again, so it sends what was written.
+    """
+    pages = -1
+    try:
+        if len(data) >= SHARE_MIN and readers >= SHARE_READERS:
+            pages = os.memfd_create("round", os.MFD_CLOEXEC)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(pages, view) :]
+    except OSError:
+        if pages >= 0:
+            os.close(pages)
+        pages = -1
+    try:
+        yield pages
+    finally:
+        if pages >= 0:
+            os.close(pages)
 
 
 class Flusher:

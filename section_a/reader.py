@@ -47,7 +47,12 @@ class LineReader:
 
     def read(self) -> Events | None:
         """The lines of the next recv() (maybe none); None at EOF."""
-        data = self.conn.recv(self._size)
+        while True:
+            try:
+                data = self.conn.recv(self._size)
+                break
+            except TimeoutError:  # the socket's timeout mode is for sending (outbox.py): wait on
+                continue
         # Big reads for a burst of lines; small ones when idle, and while the framer
         # discards an over-long line (a flood with no newline then holds no big buffers).
         burst = len(data) >= IDLE_RECV_SIZE and not self.framer.discarding

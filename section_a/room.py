@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from section_a import protocol
 from section_a.lag import LagRules
-from section_a.outbox import Flusher, Outbox
+from section_a.outbox import Flusher, Outbox, shared_pages
 from section_a.sockets import peer_name, refuse, shut_down
 
 logger = logging.getLogger(__name__)
@@ -59,8 +59,7 @@ class ChatRoom:
     never kept waiting by a write in progress: its item waits in the queue for the
     next one.
 
-    Constructing a room starts no thread: `start()` starts its flusher, and
-    `stop()` (after every member has left) ends it.
+    Constructing a room starts no thread: `start()` starts its flusher, `stop()` ends it.
     """
 
     def __init__(self, max_clients: int = MAX_CLIENTS, rules: LagRules | None = None) -> None:
@@ -226,16 +225,17 @@ class ChatRoom:
         if not queue:
             return members
         everything = b"".join(data for data, _ in queue)
-        starts = list(itertools.accumulate((len(data) for data, _ in queue), initial=0))
         skipped = {skip for _, skip in queue}
-        for member in members:
-            late = max(member.since - done, 0)  # items queued before it joined: not for it
-            if member in skipped:
-                data = b"".join([data for data, skip in queue[late:] if skip is not member])
-            else:
-                data = everything[starts[late] :]
-            if data and member.outbox.send(data):
-                self._laggards.add(member.outbox)
+        with shared_pages(everything, readers=len(members) - len(skipped)) as pages:
+            for member in members:
+                late = max(member.since - done, 0)  # items queued before it joined: not for it
+                if member in skipped or late:  # a part of it: a copy of its own
+                    parts = [data for data, skip in queue[late:] if skip is not member]
+                    data, given = b"".join(parts), -1
+                else:
+                    data, given = everything, pages
+                if data and member.outbox.send(data, given):
+                    self._laggards.add(member.outbox)
         return members
 
     def _send(self, member: Member, data: bytes) -> None:

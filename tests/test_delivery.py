@@ -8,6 +8,8 @@ so that a test of "cut after so long" takes a fraction of a second.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
 import socket
 import threading
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 import pytest
 
 from section_a.lag import LagRules
-from section_a.outbox import Flusher, Outbox
+from section_a.outbox import SHARE_MIN, SHARE_READERS, Flusher, Outbox, shared_pages
+from section_a.protocol import LineFramer
+from section_a.reader import LineReader
 from section_a.room import ChatRoom, Member
 from tests.support import wait_for
 
@@ -149,6 +153,36 @@ def test_what_the_socket_cannot_take_waits_in_order_and_goes_when_it_drains(
     wait_for(lambda: outbox.backlog == 0, "the backlog to drain")
 
 
+def test_a_block_handed_over_as_pages_waits_in_order_like_any_other(
+    pair: Pair, flusher: Flusher
+) -> None:
+    conn, peer = pair.connect(SMALL_RCVBUF)
+    outbox = Outbox(conn, LagRules(sendq=SENDQ), flusher)
+    block = b"".join(b"%06d" % i + LINE for i in range(3000))  # far past the kernel's buffers
+    with shared_pages(block, SHARE_READERS) as pages:
+        assert pages >= 0, "a block this big is shared"
+        outbox.send(block, pages)  # a blocking socket would hang here: nobody reads yet
+    outbox.send(b"after\n")
+    assert outbox.backlog > 0, "the kernel took everything: the test needs a bigger block"
+    assert peer.read_all(b"after\n") == block + b"after\n"
+
+
+def test_an_idle_reader_waits_through_the_timeout_its_socket_has_for_sending() -> None:
+    class Idle:
+        """A client's socket in timeout mode (outbox.py), idle for two of its timeouts."""
+
+        timeouts = 2
+
+        def recv(self, size: int) -> bytes:
+            if self.timeouts:
+                self.timeouts -= 1
+                raise TimeoutError("timed out")
+            return b"at last\n"
+
+    reader = LineReader(Idle(), LineFramer(100))  # type: ignore[arg-type]
+    assert reader.read() == [b"at last"]
+
+
 def test_a_reader_lags_past_sendq_until_it_is_back_under_half(pair: Pair, flusher: Flusher) -> None:
     # Not the tiny buffer: reading it 4 KiB at a time, the window would reopen too little
     # for the kernel to say so, and the sender would wait for its zero-window probe.
@@ -220,9 +254,9 @@ class CountingOutbox:
         self.outbox = outbox
         self.sends: list[bytes] = []
 
-    def send(self, data: bytes) -> bool:
+    def send(self, data: bytes, pages: int = -1) -> bool:
         self.sends.append(data)
-        return self.outbox.send(data)
+        return self.outbox.send(data, pages)
 
     def __getattr__(self, name: str) -> object:  # everything else is the real outbox's
         return getattr(self.outbox, name)
@@ -251,6 +285,64 @@ def test_lines_said_while_the_room_is_busy_reach_each_reader_in_one_send(
         assert counted[index].sends == [everything.replace(b"%d:1\n" % index, b"")]
     for index, (_, peer) in enumerate(members):
         peer.read_all(b"2:1\n" if index != 2 else b"1:1\n")
+
+
+class Handing:
+    """Records every sendfile(): which socket was handed pages, and from which memfd."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.handed: list[tuple[int, int]] = []
+        self._sendfile = os.sendfile
+        monkeypatch.setattr(os, "sendfile", self.sendfile)
+
+    def sendfile(self, out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        self.handed.append((out_fd, in_fd))
+        return self._sendfile(out_fd, in_fd, offset, count)
+
+
+@pytest.mark.parametrize(("readers", "shared"), [(SHARE_READERS, True), (SHARE_READERS - 1, False)])
+def test_a_big_block_for_enough_readers_is_handed_to_them_as_the_same_pages(
+    pair: Pair,
+    rooms: list[ChatRoom],
+    monkeypatch: pytest.MonkeyPatch,
+    readers: int,
+    shared: bool,
+) -> None:
+    room = make_room(LagRules(sendq=SENDQ))
+    rooms.append(room)
+    (sender, _), *others = [join(room, pair) for _ in range(readers + 1)]
+    handing = Handing(monkeypatch)
+    small = b"s" * (SHARE_MIN - 2) + b"\n"  # one byte short
+    room.say(sender, small)
+    assert handing.handed == [], "a block under SHARE_MIN was shared"
+    big = b"b" * SHARE_MIN + b"\n"
+    room.say(sender, big)
+    for _, peer in others:
+        assert peer.read_all(big).endswith(small + big)
+    if shared:
+        assert sorted(out for out, _ in handing.handed) == sorted(m.outbox.fd for m, _ in others)
+        assert len({memfd for _, memfd in handing.handed}) == 1, "each reader had its own copy"
+    else:
+        assert handing.handed == [], f"shared with fewer than {SHARE_READERS} readers"
+
+
+def test_with_no_descriptor_left_for_a_memfd_each_reader_gets_a_copy(
+    pair: Pair, rooms: list[ChatRoom], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = make_room(LagRules(sendq=SENDQ))
+    rooms.append(room)
+    (sender, _), *readers = [join(room, pair) for _ in range(SHARE_READERS + 1)]
+    handing = Handing(monkeypatch)
+
+    def no_descriptor_left(name: str, flags: int = 0) -> int:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    monkeypatch.setattr(os, "memfd_create", no_descriptor_left)
+    big = b"b" * SHARE_MIN + b"\n"
+    room.say(sender, big)
+    for _, peer in readers:
+        assert peer.read_all(big).endswith(big)
+    assert handing.handed == []
 
 
 def test_joins_and_leaves_while_the_room_is_busy_reach_each_reader_in_one_send(
