@@ -15,7 +15,7 @@ Why one flusher rather than the reader's own thread: that thread is blocked in
 recv(), and waking it to write would take a second descriptor per client (an
 eventfd), halving how many clients fit under the descriptor limit.
 
-A big block that goes to many readers is written once into a memfd (`shared_pages`),
+A big block that goes to many readers is written once into a memfd (`SharedPages`),
 and each socket is handed those pages with sendfile(): the kernel then copies the
 bytes once, not once per reader. sendfile() cannot be told not to wait, so every
 client's socket is non-blocking (Python's timeout mode: its own recv() waits in poll()).
@@ -33,8 +33,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from section_a.lag import LagRules
 from section_a.sockets import shut_down
@@ -92,7 +91,7 @@ class Outbox:
     def send(self, data: bytes, pages: int = -1) -> bool:
         """Send `data` now, or queue it behind what waits; never blocks.
 
-        `pages`, if given, is a descriptor that holds `data` from its start (`shared_pages`):
+        `pages`, if given, is a descriptor that holds `data` from its start (`SharedPages`):
         the socket is handed its pages rather than a copy. Returns True while the backlog
         is over the limit (the reader lags).
         """
@@ -188,31 +187,37 @@ def _nobody(outbox: Outbox) -> None:
     """Whom an outbox tells that its reader caught up, until the room says."""
 
 
-@contextmanager
-def shared_pages(data: bytes, readers: int) -> Iterator[int]:
+class SharedPages:
     """`data` in a memfd, whose pages `Outbox.send` hands to about `readers` sockets.
 
-    -1 instead (each socket then gets a copy) for a block under SHARE_MIN bytes or fewer
-    than SHARE_READERS readers, where copies cost less, and when no descriptor or memory
-    is left for a memfd. It is closed after; a page a socket was handed stays in its
-    buffer until sent, and nothing writes to the memfd again, so it sends what was written.
+    `with SharedPages(data, readers) as pages:` gives the descriptor, closed after, or -1
+    (each socket then gets a copy) for a block under SHARE_MIN bytes or fewer than
+    SHARE_READERS readers, where copies cost less, and when no descriptor or memory is
+    left for a memfd. A page a socket was handed stays in its buffer until sent, and
+    nothing writes to the memfd again, so it sends what was written.
     """
-    pages = -1
-    try:
-        if len(data) >= SHARE_MIN and readers >= SHARE_READERS:
-            pages = os.memfd_create("round", os.MFD_CLOEXEC)
+
+    __slots__ = ("fd",)  # a class, not a @contextmanager generator: made for every write
+
+    def __init__(self, data: bytes, readers: int) -> None:
+        self.fd = -1
+        if len(data) < SHARE_MIN or readers < SHARE_READERS:
+            return
+        try:
+            self.fd = os.memfd_create("round", os.MFD_CLOEXEC)
             view = memoryview(data)
             while view:
-                view = view[os.write(pages, view) :]
-    except OSError:
-        if pages >= 0:
-            os.close(pages)
-        pages = -1
-    try:
-        yield pages
-    finally:
-        if pages >= 0:
-            os.close(pages)
+                view = view[os.write(self.fd, view) :]
+        except OSError:
+            self.__exit__()
+
+    def __enter__(self) -> int:
+        return self.fd
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Flusher:

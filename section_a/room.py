@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from section_a import protocol
 from section_a.lag import LagRules
-from section_a.outbox import Flusher, Outbox, shared_pages
+from section_a.outbox import Flusher, Outbox, SharedPages
 from section_a.sockets import peer_name, refuse, shut_down
 
 logger = logging.getLogger(__name__)
@@ -226,7 +226,7 @@ class ChatRoom:
             return members
         everything = b"".join(data for data, _ in queue)
         skipped = {skip for _, skip in queue}
-        with shared_pages(everything, readers=len(members) - len(skipped)) as pages:
+        with SharedPages(everything, readers=len(members) - len(skipped)) as pages:
             for member in members:
                 late = max(member.since - done, 0)  # items queued before it joined: not for it
                 if member in skipped or late:  # a part of it: a copy of its own

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from section_a.lag import LagRules
-from section_a.outbox import SHARE_MIN, SHARE_READERS, Flusher, Outbox, shared_pages
+from section_a.outbox import SHARE_MIN, SHARE_READERS, Flusher, Outbox, SharedPages
 from section_a.protocol import LineFramer
 from section_a.reader import LineReader
 from section_a.room import ChatRoom, Member
@@ -159,7 +159,7 @@ def test_a_block_handed_over_as_pages_waits_in_order_like_any_other(
     conn, peer = pair.connect(SMALL_RCVBUF)
     outbox = Outbox(conn, LagRules(sendq=SENDQ), flusher)
     block = b"".join(b"%06d" % i + LINE for i in range(3000))  # far past the kernel's buffers
-    with shared_pages(block, SHARE_READERS) as pages:
+    with SharedPages(block, SHARE_READERS) as pages:
         assert pages >= 0, "a block this big is shared"
         outbox.send(block, pages)  # a blocking socket would hang here: nobody reads yet
     outbox.send(b"after\n")
