@@ -229,9 +229,10 @@ def messages(sender: str, lines: list[bytes | Overlong]) -> bytes | None:
     >>> messages("bob", [b"hi", b"/quit"]) is None
     True
     """
-    if not lines or Overlong in map(type, lines):
+    try:
+        block = b"\n".join(lines)  # type: ignore[arg-type]
+    except TypeError:  # an Overlong among them: join() takes bytes only
         return None
-    block = b"\n".join(lines)  # type: ignore[arg-type]  # no Overlong left: all bytes
     if (
         not block.isascii()
         or len(block.translate(None, _NOT_PLAIN)) != len(block)
