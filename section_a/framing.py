@@ -29,6 +29,21 @@ class Overlong:
     limit: int
 
 
+def _fits(stream: bytes, end: int, limit: int) -> bool:
+    """Whether no line of `stream` up to its newline at `end` is over `limit` bytes.
+
+    With no list of lines, at C speed: from the newline before a line, the last newline
+    within `limit` bytes after it is where the next look starts; with none, that line is
+    over the limit. So it takes about len(stream) / limit calls, not one per line.
+    """
+    before = -1  # the newline before the line looked at (-1: the stream's start)
+    while end - before > limit + 1:  # some line is still to be looked at
+        before = stream.rfind(b"\n", before + 1, before + limit + 2)
+        if before < 0:
+            return False
+    return True
+
+
 class LineFramer:
     """Turns a stream of bytes, split anywhere, into whole lines.
 
@@ -53,13 +68,17 @@ class LineFramer:
                 return []
             data = data[newline + 1 :]
             self._discarding = False
-        lines = (self._pending + data).split(b"\n")
+        stream = self._pending + data
+        lines = stream.split(b"\n")
         rest = lines.pop()  # after the last newline: the start of a line still to come
         # split() runs at C speed; a loop over the lines runs only where one needs it.
         if b"\r" in data or b"\r" in self._pending:
             lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+            too_long = max(map(len, lines), default=0) > self.max_line
+        else:  # the same answer, with no pass over the lines
+            too_long = not _fits(stream, len(stream) - len(rest) - 1, self.max_line)
         events: list[bytes | Overlong] = list(lines)
-        if lines and max(map(len, lines)) > self.max_line:
+        if too_long:
             events = [
                 Overlong(self.max_line) if len(line) > self.max_line else line for line in lines
             ]

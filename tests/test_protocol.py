@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from section_a import protocol
+from section_a.framing import _fits
 from section_a.protocol import (
     Blank,
     Help,
@@ -183,6 +184,17 @@ def test_byte_by_byte_framing_matches_framing_at_once(stream: bytes, max_line: i
     assert feed_in_pieces(LineFramer(max_line), stream, list(range(len(stream)))) == (
         LineFramer(max_line).feed(stream)
     )
+
+
+@PROPERTY
+@given(stream=streams, limit=st.integers(1, 12))
+def test_the_framers_length_check_agrees_with_measuring_every_line(
+    stream: bytes, limit: int
+) -> None:
+    # A wrong "too long" would not change the lines (each is measured then), only the speed.
+    end = stream.rfind(b"\n")
+    lines = stream[:end].split(b"\n") if end >= 0 else []
+    assert _fits(stream, end, limit) == (max(map(len, lines), default=0) <= limit)
 
 
 @pytest.mark.parametrize(
