@@ -15,7 +15,9 @@ It speaks what the generators need: a welcome line, ``NAME: text``, and an error
 line for any command (the generators sync with one), and prints `listening on
 HOST:PORT`. It announces no joins or leaves: in a churn the chat servers send
 those to everyone, the relay does not, so it shows what the generator can do.
-Run it: python -m bench.plain_relay --port 0
+With ``--notices`` it sends them too, one ``sendall`` of each to every other client:
+what the notices themselves cost, apart from everything else a chat server does.
+Run it: python -m bench.plain_relay --port 0 [--notices]
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ class Peer:
 
 
 class PlainRelay:
-    def __init__(self) -> None:
+    def __init__(self, notices: bool = False) -> None:
+        self.notices = notices  # tell the others of each join and leave
         self.peers: tuple[Peer, ...] = ()
         self.lock = threading.Lock()
         self.numbers = itertools.count(1)
@@ -55,6 +58,8 @@ class PlainRelay:
         me.send(f"* welcome, {me.name}. here now: a relay.\n".encode())
         with self.lock:
             self.peers += (me,)
+        if self.notices:
+            self.forward(me, b"* " + me.name.encode() + b" joined")
         pending = b""
         try:
             while data := sock.recv(RECV_SIZE):
@@ -70,6 +75,8 @@ class PlainRelay:
         finally:
             with self.lock:
                 self.peers = tuple(p for p in self.peers if p is not me)
+            if self.notices:
+                self.forward(me, b"* " + me.name.encode() + b" left")
             sock.close()
 
     def commands(self, me: Peer, block: bytes) -> bytes:
@@ -97,9 +104,12 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("-q", "--quiet", action="store_true", help="accepted for parity")
+    parser.add_argument(
+        "--notices", action="store_true", help="tell the others of each join and leave"
+    )
     args = parser.parse_args()
     threading.stack_size(STACK_SIZE)
-    relay = PlainRelay()
+    relay = PlainRelay(notices=args.notices)
     listener = socket.create_server((args.host, args.port), backlog=socket.SOMAXCONN)
     host, port = listener.getsockname()[:2]
     print(f"listening on {host}:{port}", flush=True)

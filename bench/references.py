@@ -19,7 +19,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from bench.cells import churn_cell, fan_cell, number_cell, steady_cell
-from bench.report import OURS, RELAYS, Results, median, ms, ratio, runs, si, times
+from bench.report import OURS, PLAIN_NOTICES, RELAYS, Results, median, ms, ratio, runs, si, times
 
 if TYPE_CHECKING:
     from bench.plan import Plan
@@ -75,7 +75,27 @@ def against_relays(plan: Plan, r: Results) -> list[str]:
         cells = [cell(r, m, k) for k in keys]
         ratios = [relay_ratio(r, m, o, relay, field) for relay, _ in RELAYS for o, _ in OURS]
         out.append(f"| {label} | " + " | ".join(cells + ratios) + " |")
-    return [*out, ""]
+    return [*out, "", *notices(r)]
+
+
+def notices(r: Results) -> list[str]:
+    """What the join and leave notices cost the plain relay in the churn, if it was measured."""
+    if not runs(r, "churn", PLAIN_NOTICES):
+        return []
+
+    def cpu(k: str) -> float:
+        return median(r, "churn", k, "cpu_us_per_cycle")
+
+    return [
+        "The plain relay with the chat servers' join and leave notices (`--notices`: one "
+        "`sendall` of each to every other client) churned "
+        f"{median(r, 'churn', PLAIN_NOTICES, 'rate'):,.0f} cycles/s, with "
+        f"{cpu(PLAIN_NOTICES):,.0f} µs of server CPU a cycle: "
+        f"{times(ratio(cpu(PLAIN_NOTICES), cpu('plain')))} the plain relay's without them. "
+        f"Section A took {times(ratio(cpu('A'), cpu(PLAIN_NOTICES)))} and section C "
+        f"{times(ratio(cpu('C'), cpu(PLAIN_NOTICES)))} the CPU a cycle of this relay.",
+        "",
+    ]
 
 
 def busy(r: Results, m: str, k: str) -> float:

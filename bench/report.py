@@ -24,6 +24,7 @@ Record = FanOut | Steady | ChurnRun  # one run of one measurement
 Results = dict[str, dict[str, list[Record | str]]]  # measurement -> server key -> runs
 OURS = (("A", "section A"), ("C", "section C"))
 RELAYS = (("plain", "plain relay"), ("crelay", "C relay"))
+PLAIN_NOTICES = "plain_notices"  # the plain relay with join and leave notices (churn only)
 
 
 # --------------------------------------------------------------------------- the machine

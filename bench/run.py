@@ -59,6 +59,9 @@ SERVERS = (
 )
 BASELINE = "asyncio"
 PLAIN = Server("plain", "plain relay", python_module("bench.plain_relay"))
+# The plain relay with the chat servers' join and leave notices: churned only, to show
+# what the notices themselves cost.
+NOTICES = Server(report.PLAIN_NOTICES, "plain relay with notices", (*PLAIN.command, "--notices"))
 C_RELAY = "crelay"  # its command is the binary native.py builds
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -129,6 +132,7 @@ def tasks(
             (f"latency_{big}", relay, plan.repeats, latency(big, False)),
             ("churn", relay, plan.repeats, churn(False, plan.churn_timeout)),
         ]
+    wanted.append(("churn", NOTICES, plan.repeats, churn(False, plan.churn_timeout)))
     if fast == C:  # the same fan-out through the Python generator: what it can measure
         wanted += [
             ("fanout_py", server, plan.fan_repeats_python, fan(False, plan.fan_timeout, PYTHON))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from bench import references
 from bench.measure_churn import ChurnRun
 from bench.plan import FULL
-from bench.report import Results
+from bench.report import PLAIN_NOTICES, Results
 
 
 def churn_run(server_cpu: float, completed: int) -> ChurnRun:
@@ -39,3 +39,23 @@ def test_the_relay_table_gives_each_servers_cpu_per_churn_cycle_and_the_ratios()
 
 def test_a_churn_that_completed_nothing_has_no_cpu_per_cycle_to_divide() -> None:
     assert churn_run(0.5, 0).cpu_us_per_cycle == float("inf")
+
+
+def test_the_notices_paragraph_divides_the_relays_cpu_per_cycle_with_and_without_them() -> None:
+    results: Results = {
+        "churn": {
+            "A": [churn_run(0.66, 2000)],
+            "C": [churn_run(0.72, 2000)],
+            "plain": [churn_run(0.40, 2000)],
+            PLAIN_NOTICES: [churn_run(0.44, 2000), churn_run(0.48, 2000), churn_run(0.99, 2000)],
+        }
+    }
+    text = " ".join(references.notices(results))
+    # The median run (240 µs a cycle) against the plain relay's 200, and A's 330, C's 360.
+    assert "with 240 µs of server CPU a cycle: 1.20x the plain relay's" in text
+    assert "Section A took 1.38x and section C 1.50x the CPU a cycle of this relay." in text
+
+
+def test_without_the_notices_relay_measured_the_report_says_nothing_of_it() -> None:
+    results: Results = {"churn": {"A": [churn_run(0.66, 2000)], "plain": [churn_run(0.4, 2000)]}}
+    assert references.notices(results) == []

@@ -21,7 +21,7 @@ import pytest
 from bench import native
 from bench.c_fanout import CDelivery, c_fan_out
 from bench.plain_relay import Peer, PlainRelay
-from bench.processes import Placement, ServerRun
+from bench.processes import Placement, ServerRun, python_module
 from harness.load import READER_RCVBUF, Swarm
 
 CLIENTS = 6
@@ -167,3 +167,36 @@ def test_c_relay_answers_a_command_with_an_error_to_the_sender_alone(c_relay: Se
         bob.sendall(b"/who\nhello\n")
         assert to_bob.readline() == b"* error: unknown command /who\n"
         assert to_alice.readline() == b"guest-2: hello\n"  # and nothing before it
+
+
+@pytest.mark.parametrize("notices", [False, True], ids=["plain", "with --notices"])
+def test_plain_relay_tells_the_others_of_each_join_and_leave_only_with_notices(
+    tmp_path: Path, notices: bool
+) -> None:
+    command = (*python_module("bench.plain_relay"), *(("--notices",) if notices else ()))
+    server = ServerRun(command, "plain_relay", tmp_path, Placement.anywhere())
+    seen: list[bytes] = []
+
+    def read_until(last: bytes) -> None:
+        while (line := reader.readline()) != last:
+            assert line, f"the relay closed before {last!r}; seen: {seen}"
+            seen.append(line)
+        seen.append(line)
+
+    try:
+        with socket.create_connection(server.address, timeout=5) as alice:
+            reader = alice.makefile("rb")
+            assert reader.readline() == b"* welcome, guest-1. here now: a relay.\n"
+            with socket.create_connection(server.address, timeout=5) as bob:
+                bob.makefile("rb").readline()  # its welcome
+                bob.sendall(b"hello\n")
+            if notices:  # the leave is told before the next join
+                read_until(b"* guest-2 left\n")
+            with socket.create_connection(server.address, timeout=5) as carol:
+                carol.sendall(b"bye\n")
+                read_until(b"guest-3: bye\n")
+    finally:
+        server.stop()
+    told = [b"* guest-2 joined\n", b"guest-2: hello\n", b"* guest-2 left\n",
+            b"* guest-3 joined\n", b"guest-3: bye\n"]  # fmt: skip
+    assert seen == (told if notices else [told[1], told[4]])
