@@ -5,7 +5,9 @@ the plain relay (bench/plain_relay.py: Python, a thread per client, one sendall 
 read and recipient) and the C relay (bench/c_relay.c: one epoll thread, each line
 copied once and sendfile()d to every reader). A chat server's figure divided by the
 plain relay's is what the chat adds to the same design in Python; divided by the C
-relay's, how far it is from the fastest relay we know how to write.
+relay's, how far it is from the fastest relay we know how to write. The plain relay is
+also churned with the chat servers' join and leave notices (`--notices`), to show what
+the notices themselves cost.
 
 A figure says something about a server only if the load generator was not the
 limit: so the fan-out is shown through both generators, with how busy each was. A
