@@ -57,9 +57,13 @@ class Peer:
             self.received += data
         return self.received
 
-    def read_some(self, size: int) -> int:
-        self.sock.settimeout(5.0)
-        data = self.sock.recv(size)
+    def read_some(self, size: int, timeout: float = 5.0) -> int:
+        """Read what has come, up to `size` bytes: 0 if nothing came within `timeout`."""
+        self.sock.settimeout(timeout)
+        try:
+            data = self.sock.recv(size)
+        except TimeoutError:
+            return 0
         self.received += data
         return len(data)
 
@@ -189,13 +193,23 @@ def test_a_reader_lags_past_sendq_until_it_is_back_under_half(pair: Pair, flushe
     conn, peer = pair.connect(READER_RCVBUF)
     outbox = Outbox(conn, LagRules(sendq=SENDQ), flusher)
     caught_up: list[int] = []
-    outbox.on_caught_up = lambda box: caught_up.append(box.backlog)
+    told = threading.Event()
+
+    def on_caught_up(box: Outbox) -> None:
+        caught_up.append(box.backlog)
+        told.set()
+
+    outbox.on_caught_up = on_caught_up
     while not outbox.send(CHUNK):
         assert outbox.backlog <= SENDQ, "it was past sendq and did not lag"
     assert outbox.backlog > SENDQ and outbox.lagging_since > 0
-    while not caught_up:
-        assert outbox.lagging_since, "it stopped lagging before it caught up"
-        peer.read_some(READ_SIZE)
+    deadline = time.monotonic() + 10.0
+    while not told.is_set():
+        assert time.monotonic() < deadline, "it never caught up"
+        # The flusher says so just after its last write: one that stopped lagging is about
+        # to, and the reader may have read everything by then, so it reads with a short wait.
+        assert outbox.lagging_since or told.wait(1.0), "it stopped lagging before it caught up"
+        peer.read_some(READ_SIZE, timeout=0.1)
     assert caught_up[0] <= SENDQ // 2 and outbox.lagging_since == 0
 
 
