@@ -187,10 +187,14 @@ def test_plain_relay_tells_the_others_of_each_join_and_leave_only_with_notices(
         with socket.create_connection(server.address, timeout=5) as alice:
             reader = alice.makefile("rb")
             assert reader.readline() == b"* welcome, guest-1. here now: a relay.\n"
+            # The relay welcomes a client before it joins: a reply to a command comes after.
+            alice.sendall(b"/sync\n")
+            assert reader.readline() == b"* error: unknown command /sync\n"
             with socket.create_connection(server.address, timeout=5) as bob:
                 bob.makefile("rb").readline()  # its welcome
                 bob.sendall(b"hello\n")
-            if notices:  # the leave is told before the next join
+                read_until(b"guest-2: hello\n")  # before carol's line can be
+            if notices:  # and the leave before the next join
                 read_until(b"* guest-2 left\n")
             with socket.create_connection(server.address, timeout=5) as carol:
                 carol.sendall(b"bye\n")
