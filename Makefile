@@ -46,7 +46,7 @@ section_a: demo_a test_a
 
 .PHONY: demo_a
 demo_a:
-	$(PYTHON) -m section_a.demo --server section_a.server
+	$(PYTHON) -m demo --server section_a.server
 
 .PHONY: test_a
 test_a: $(STAMP)
@@ -78,7 +78,7 @@ section_c: demo_c test_c
 
 .PHONY: demo_c
 demo_c:
-	$(PYTHON) -m section_a.demo --server section_c.server
+	$(PYTHON) -m demo --server section_c.server
 
 .PHONY: test_c
 test_c: $(STAMP)

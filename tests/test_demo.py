@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from section_a.demo.processes import MAX_LINE, SENDQ
+from demo.processes import MAX_LINE, SENDQ
 from tests.conftest import SERVERS
 from tests.servers import ROOT
 
@@ -85,11 +85,11 @@ class Demo:
 
 @pytest.fixture(scope="module", params=SERVERS)
 def demo(request: pytest.FixtureRequest) -> Iterator[Demo]:
-    """`python -S -m section_a.demo --server MODULE`, once per server, to the end."""
+    """`python -S -m demo --server MODULE`, once per server, to the end."""
     module: str = request.param
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-S", "-m", "section_a.demo", "--server", module],
+        [sys.executable, "-S", "-m", "demo", "--server", module],
         cwd=ROOT,
         capture_output=True,
         text=True,

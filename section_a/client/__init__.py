@@ -7,3 +7,8 @@ redrawn under each line); `painter.py` how a server line is shown (sanitised, th
 coloured); `command_line.py` the options and exit statuses. Run it:
 python -m section_a.client --host 127.0.0.1 --port 9034
 """
+
+from section_a.client.app import PROMPT
+from section_a.client.receiver import MAX_INCOMING
+
+__all__ = ["MAX_INCOMING", "PROMPT"]  # public for tools that drive the client (the demo)

@@ -1,6 +1,6 @@
 """A demo to watch: a chat server, scripted clients and the real client, one step at a time.
 
-`python -m section_a.demo` starts the stage A server as a process of its own on a
+`python -m demo` starts the stage A server as a process of its own on a
 free port; then clients join, talk, use commands and leave. Under each step it
 prints, for every client, each line the step made it receive, in the order they
 arrived (probes.py says how it knows a step is over without guessing), and
@@ -16,6 +16,11 @@ demo can show them at work in a few lines: the others talk on and get every line
 while erin's backlog grows until the server cuts her, and a line over the limit
 is refused while the next one is served. `--server section_c.server` runs the
 same script against stage C. It exits 0 when everything went as expected.
+
+It is a tool, like harness/, bench/ and the grader, so it lives beside the stages,
+not in them: it drives the chat from outside, may multiplex (`select` over its
+clients) and read /proc (`harness.proc`), and needs of the client only the two
+names the client makes public for it (`PROMPT`, `MAX_INCOMING`). No stage imports it.
 
     story.py       the script: who connects, says what, and what each step must show
     transcript.py  how a step is printed: the actions, then what each client saw

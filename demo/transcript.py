@@ -13,9 +13,9 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 
-from section_a.demo.clients import LineClient
-from section_a.demo.probes import Client, DemoFailed, settle
-from section_a.demo.processes import Server, threads_become
+from demo.clients import LineClient
+from demo.probes import Client, DemoFailed, settle
+from demo.processes import Server, threads_become
 
 TALK = re.compile(r"^\S+: talk \d{4} ")
 PROBES_EXPLAINED = """\

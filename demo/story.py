@@ -15,10 +15,10 @@ import signal
 import tempfile
 import time
 
-from section_a.demo.clients import TerminalClient, command_line
-from section_a.demo.probes import DEADLINE, Client, DemoFailed, settle, wait_until
-from section_a.demo.processes import MAX_LINE, SENDQ, WHAT_BASE_IS, Server, threads_become
-from section_a.demo.transcript import (
+from demo.clients import TerminalClient, command_line
+from demo.probes import DEADLINE, Client, DemoFailed, settle, wait_until
+from demo.processes import MAX_LINE, SENDQ, WHAT_BASE_IS, Server, threads_become
+from demo.transcript import (
     PROBES_EXPLAINED,
     TALK,
     after,

@@ -18,12 +18,11 @@ import sys
 import termios
 from collections.abc import Callable
 
+from demo.probes import DEADLINE, Client, DemoFailed, wait_until
+from demo.processes import ROOT
+from demo.screen import ScreenLines
 from section_a import protocol
-from section_a.client.app import PROMPT
-from section_a.client.receiver import MAX_INCOMING
-from section_a.demo.probes import DEADLINE, Client, DemoFailed, wait_until
-from section_a.demo.processes import ROOT
-from section_a.demo.screen import ScreenLines
+from section_a.client import MAX_INCOMING, PROMPT
 
 ROWS, COLS = 24, 240  # the pseudo-terminal's size: wide, so that no line of the demo wraps
 

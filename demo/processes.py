@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import IO
 
+from demo.probes import DEADLINE, DemoFailed
 from harness.proc import thread_count
-from section_a.demo.probes import DEADLINE, DemoFailed
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: section_a/demo/processes.py
+ROOT = Path(__file__).resolve().parents[1]  # the repository: demo/processes.py
 BASE_THREADS = {"section_a.server": 2, "section_c.server": 3}
 WHAT_BASE_IS = {
     "section_a.server": "main (accepts) + the room's flusher",

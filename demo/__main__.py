@@ -1,18 +1,18 @@
-"""`python -m section_a.demo [--server MODULE]`: run the demo; exit 0 if all went as expected."""
+"""`python -m demo [--server MODULE]`: run the demo; exit 0 if all went as expected."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from section_a import demo
-from section_a.demo.probes import DemoFailed
-from section_a.demo.story import run
+import demo
+from demo.probes import DemoFailed
+from demo.story import run
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m section_a.demo",
+        prog="python -m demo",
         description=demo.__doc__.splitlines()[0] if demo.__doc__ else None,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
