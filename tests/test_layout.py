@@ -3,6 +3,9 @@
 An instructor diffs stage A's server against stage C's (`make diff`) to see what the
 proactor changed, so that diff must stay small and about accepting and threads only;
 a student reads one module at a time, so none grows past what one sitting holds.
+A stage's folder holds what the assignment asks for and nothing else: the tools
+(the demo, the harness, the bench, the grader, the tests) sit beside the stages, and
+the arrows point one way: a tool may import a stage, a stage never imports a tool.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MAX_DIFF = 70  # changed lines of code between the two servers
 MAX_MODULE = 300  # lines in any module of the product or the bench
-PACKAGES = ("section_a", "section_b", "section_c", "bench", "harness")
+STAGES = ("section_a", "section_b", "section_c")
+TOOLS = ("demo", "harness", "bench", "grader", "tests")  # top-level packages beside the stages
+PACKAGES = (*STAGES, "bench", "harness", "demo")
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -73,13 +78,15 @@ def test_no_module_is_longer_than_one_sitting(package: str) -> None:
     assert not long, f"modules over {MAX_MODULE} lines: {long}"
 
 
-def imports(path: Path) -> set[str]:
-    """The modules `path` imports when it runs (imports only for the type checker aside)."""
+def imports(path: Path, for_typing_too: bool = False) -> set[str]:
+    """The modules `path` imports when it runs (and, if asked, for the type checker alone)."""
     tree = ast.parse(path.read_text())
     typing_only = {
         id(node)
         for block in ast.walk(tree)
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        if not for_typing_too
+        and isinstance(block, ast.If)
+        and "TYPE_CHECKING" in ast.unparse(block.test)
         for statement in block.body
         for node in ast.walk(statement)
     }
@@ -95,8 +102,20 @@ def imports(path: Path) -> set[str]:
     return found
 
 
-def test_the_bench_and_the_harness_import_nothing_from_the_tests() -> None:
-    for package in ("bench", "harness", "section_a", "section_b", "section_c"):
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_module_of_a_stage_imports_a_tool(stage: str) -> None:
+    modules = sorted((ROOT / stage).rglob("*.py"))
+    assert modules, f"no modules under {stage}/"
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(tools)
+        for path in modules
+        if (tools := {m for m in imports(path, for_typing_too=True) if m.split(".")[0] in TOOLS})
+    }
+    assert not wrong, f"a stage imports a tool: {wrong}"
+
+
+def test_the_tools_import_nothing_from_the_tests() -> None:
+    for package in ("bench", "harness", "demo"):
         for path in (ROOT / package).rglob("*.py"):
             wrong = {m for m in imports(path) if m == "tests" or m.startswith("tests.")}
             assert not wrong, f"{path.relative_to(ROOT)} imports {wrong}"
