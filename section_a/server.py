@@ -15,12 +15,16 @@ flusher, which writes what slow readers' sockets could not take at once.
 Everything else, the options and the order of starting and stopping, both
 stages share (serving.py): `make diff` shows what stage C does instead.
 
+What an accept error means is stage B's policy (section_b/accepting.py), the same
+for both servers: out of descriptors or memory, back off; a peer that gave up,
+skip it; anything else, the listener is dead: log it, accept no more, and serve
+the clients who are here until the stop.
+
 Run it: python -m section_a.server --port 9034   (then: nc 127.0.0.1 9034)
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import sys
@@ -30,13 +34,9 @@ from collections.abc import Callable
 
 from section_a import serving
 from section_a.sockets import peer_name, shut_down
+from section_b.accepting import Acceptor
 
 logger = logging.getLogger("chat")
-
-# A peer that gave up while it waited in the kernel's queue: not an error of ours.
-PEER_GONE = frozenset({errno.ECONNABORTED, errno.EPROTO})
-ACCEPT_BACKOFF = 0.1  # seconds between accept attempts after any other accept error
-LOG_EVERY = 1.0  # seconds between two log lines about the same accept error
 
 
 class ThreadedServer:
@@ -47,19 +47,14 @@ class ThreadedServer:
         self.handler = handler
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
-        self._last_complaint = 0.0
 
     def serve(self, stop: serving.SignalStop, ready: Callable[[], None]) -> None:
         """Accept until `stop`; each connection gets a new thread."""
+        acceptor = Acceptor(self.listener, stopping=lambda: stop.requested)
         stop.then(lambda: shut_down(self.listener))  # wakes accept(): close would not (Linux)
         ready()
-        while not stop.requested:
-            try:
-                conn, addr = self.listener.accept()
-            except OSError as exc:
-                if not stop.requested:  # else: the listener was shut down to wake us
-                    self._accept_failed(exc)
-                continue
+        while (accepted := acceptor.accept()) is not None:
+            conn, addr = accepted
             thread = threading.Thread(
                 target=self._serve, args=(conn, addr), name=f"client-{peer_name(addr)}"
             )
@@ -68,11 +63,12 @@ class ThreadedServer:
             try:
                 with serving.signals_blocked():  # the new thread inherits the mask (see serving.py)
                     thread.start()
-            except RuntimeError:  # "can't start new thread": out of memory or a limit
+            except RuntimeError as exc:  # "can't start new thread": out of memory or a limit
                 with self._lock:
                     self._threads.discard(thread)
                 conn.close()
-                self._complain("cannot start a thread for %s; connection closed", peer_name(addr))
+                acceptor.back_off(exc)
+        stop.wait()  # returns at once after a stop; else the listener failed: wait for one
 
     def _serve(self, conn: socket.socket, addr: object) -> None:
         try:
@@ -83,21 +79,6 @@ class ThreadedServer:
             conn.close()
             with self._lock:
                 self._threads.discard(threading.current_thread())
-
-    def _accept_failed(self, exc: OSError) -> None:
-        if exc.errno not in PEER_GONE:
-            # Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM), or anything
-            # unexpected: accepting again at once would fail again and spin a core, so
-            # the pending connection waits in the kernel's queue while we back off.
-            self._complain("accept: %s; retrying every %.1fs", exc.strerror or exc, ACCEPT_BACKOFF)
-            time.sleep(ACCEPT_BACKOFF)
-
-    def _complain(self, message: str, *args: object) -> None:
-        # At most one line a second: an error that repeats must not flood the log.
-        now = time.monotonic()
-        if now - self._last_complaint >= LOG_EVERY:
-            self._last_complaint = now
-            logger.warning(message, *args)
 
     def close(self, timeout: float) -> list[str]:
         """Close the listener, join every client thread; the names of those still alive."""

@@ -1,136 +1,112 @@
-"""The accept thread: one thread waits on every listener at once and hands each connection on.
+"""What an accept loop does when accept() fails: one policy, for both stages' accept loops.
 
-    listeners -----+
-                   +--> selector --> accept() --> dispatch(conn, addr, handler)
-    wake-up socket-+                              (the Proactor starts a thread there)
-                         wake(): one byte on the socket pair; the thread closes
-                         the listeners and ends
+    accept() --> (conn, addr) .............. returned: the caller starts a thread for it
+        |
+        +--> out of capacity ............... sleep CAPACITY_BACKOFF, then accept again;
+        |    (CAPACITY_ERRNOS)               a warning at most once a CAPACITY_LOG_INTERVAL
+        +--> the peer gave up .............. accept again at once
+        |    (PEER_GONE_ERRNOS)
+        +--> anything else ................. None: this listener can accept no more
+                                             (an error logged, unless its owner is stopping)
 
-A selector over every listener and over one end of a socket pair lets one thread serve
-any number of listeners, and lets wake() end it without a polling timeout. (Inside the
-proactor, this is a tiny reactor: it waits for readiness, then does the accept itself.)
-The listeners are non-blocking, so a stale readiness never blocks the thread in accept().
+An Acceptor is not a thread: the thread that calls accept() blocks in the kernel's
+accept() until a connection comes or the listener is shut down. Stage B's proactor runs
+one such thread per listener; stage A's main thread is its one accept loop. Stage A
+imports this module; stage B imports nothing from stage A.
 
-Each accept error has one rule. Running out of descriptors or memory (CAPACITY_ERRNOS)
-pauses accepting for CAPACITY_BACKOFF seconds, and the warning is logged at most once a
-second: accepting again at once would fail again and spin a core. A dispatch that raises
-RuntimeError (no thread could be started) is the same shortage. A connection lost before
-it was accepted (RETRY_ERRNOS) is skipped. Any other accept error closes that listener
-only, with a log line.
+Out of capacity. The process is out of something it shares: descriptors (EMFILE, ENFILE),
+kernel buffers or memory (ENOBUFS, ENOMEM). accept() tried again at once fails again at
+once: a core spins and the log floods. So the loop sleeps a little and tries again, while
+the pending connections wait in the kernel's listen queue, and warns at most once a
+second. A thread that could not be started for a connection is the same shortage: the
+caller closes that connection and calls back_off() (trio's serve_listeners does the same).
+
+The peer gave up. The connection died in the listen queue before we took it, or (Linux,
+accept(2)) accept() reports a network error of the new connection. The listener is fine.
+
+Anything else says the listener itself cannot accept: EBADF, ENOTSOCK, EINVAL (closed,
+not a socket, not listening, or shut down). Tried again, it fails for ever, and a loop
+that backed off for ever would hide a dead listener behind a warning a second; so
+accepting on it ends, with one error logged. The stop uses this same path: shutdown() of
+the listener wakes a thread blocked in accept() on Linux (close() would not), accept()
+fails with EINVAL, and since the owner is stopping, nothing is logged.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
-import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
-from typing import TypeAlias
 
-from section_b.sockets import Address
+from section_b.sockets import Address, peer_name
 
-__all__ = ["Acceptor", "Dispatch", "Handler"]
+__all__ = [
+    "CAPACITY_BACKOFF",
+    "CAPACITY_ERRNOS",
+    "CAPACITY_LOG_INTERVAL",
+    "PEER_GONE_ERRNOS",
+    "Acceptor",
+]
 
 logger = logging.getLogger(__name__)
 
-Handler: TypeAlias = Callable[[socket.socket, Address], None]
-# Takes a new connection on, or raises RuntimeError when it cannot (no thread to run it).
-Dispatch: TypeAlias = Callable[[socket.socket, Address, Handler], None]
-
-# The process is out of something it shares (descriptors, buffers, memory): an accept
-# tried again at once fails again, so wait a little instead (trio's serve_listeners does too).
 CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 CAPACITY_BACKOFF = 0.1  # seconds between accept attempts while out of capacity
 CAPACITY_LOG_INTERVAL = 1.0  # seconds; the capacity warning is logged at most this often
-# That connection died before we took it, or (Linux, see accept(2)) accept() reports a
-# pending network error of the new connection: the listener itself is fine.
-RETRY_ERRNOS = frozenset({
+# accept(2) on Linux: ECONNABORTED, EPERM (a firewall), then "network errors for the new
+# socket", and the "other errors" it says various kernels return (ENOSR onwards).
+PEER_GONE_ERRNOS = frozenset({
     errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.ENETDOWN, errno.ENOPROTOOPT,
     errno.EHOSTDOWN, errno.ENONET, errno.EHOSTUNREACH, errno.EOPNOTSUPP, errno.ENETUNREACH,
+    errno.ENOSR, errno.ESOCKTNOSUPPORT, errno.EPROTONOSUPPORT, errno.ETIMEDOUT,
 })  # fmt: skip
 
 
 class Acceptor:
-    """Accept on `listeners` in a thread of its own; hand each connection to `dispatch`.
+    """Accepts on `listener` by the policy above, in the calling thread.
 
-    From start() on it owns the listeners, and its thread closes them when it ends.
-    `stopping` is its owner's: once it is set, a back-off ends at once and no accept follows.
+    `stopping()` is the owner's: once it is true, a failed accept() ends accepting quietly.
+    The listener must be blocking (a timeout's TimeoutError would count as a failure).
     """
 
-    def __init__(
-        self,
-        listeners: dict[socket.socket, Handler],
-        dispatch: Dispatch,
-        stopping: threading.Event,
-        name: str,
-    ) -> None:
-        self._listeners = listeners
-        self._dispatch = dispatch
+    def __init__(self, listener: socket.socket, stopping: Callable[[], bool]) -> None:
+        self.listener = listener
+        self.name = peer_name(listener.getsockname())  # for the log, even once it is closed
         self._stopping = stopping
-        self._selector = selectors.DefaultSelector()
-        wakeup, self._wakeup = socket.socketpair()
-        self._selector.register(wakeup, selectors.EVENT_READ, None)
-        for listener, handler in listeners.items():
-            self._selector.register(listener, selectors.EVENT_READ, (listener, handler))
-        self.thread = threading.Thread(target=self._accept_loop, args=(wakeup,), name=name)
-        self._last_capacity_log = -CAPACITY_LOG_INTERVAL
+        self._last_warning = -CAPACITY_LOG_INTERVAL
         self._out_of_capacity = False
 
-    def start(self) -> None:
-        self.thread.start()
+    def accept(self) -> tuple[socket.socket, Address] | None:
+        """Block until the next connection; None once the listener can accept no more."""
+        while True:
+            try:
+                conn, addr = self.listener.accept()
+            except OSError as error:
+                if self._stopping():
+                    return None  # shut down to wake us: the stop, not a failure
+                if error.errno in CAPACITY_ERRNOS:
+                    self.back_off(error)
+                elif error.errno not in PEER_GONE_ERRNOS:
+                    logger.error("accept on %s failed, no longer accepting: %s", self.name, error)
+                    return None
+                continue
+            if self._out_of_capacity:
+                self._out_of_capacity = False
+                logger.warning("accepting again on %s after running out of capacity", self.name)
+            return conn, addr
 
-    def wake(self) -> None:
-        """Make the accept thread end (it closes the listeners as it goes); call it once."""
-        try:
-            self._wakeup.send(b"\0")
-        except OSError:
-            pass  # the accept thread is gone already, and its end of the pair with it
-        self._wakeup.close()
-
-    def _accept_loop(self, wakeup: socket.socket) -> None:
-        try:
-            while not self._stopping.is_set():
-                for key, _ in self._selector.select():
-                    if key.data is None:  # the wake-up socket: wake() was called
-                        return
-                    self._accept(*key.data)
-        finally:
-            for listener in self._listeners:
-                listener.close()  # from now on, a new connection is refused
-            self._selector.close()
-            wakeup.close()
-
-    def _accept(self, listener: socket.socket, handler: Handler) -> None:
-        try:
-            conn, addr = listener.accept()
-        except BlockingIOError:
-            return  # the connection went away between select() and accept()
-        except OSError as error:
-            if error.errno in CAPACITY_ERRNOS:
-                self._back_off(error)
-            elif error.errno not in RETRY_ERRNOS:
-                logger.error("accept on %s failed, closing it: %s", listener, error)
-                self._selector.unregister(listener)
-                listener.close()
-            return
-        if self._out_of_capacity:
-            self._out_of_capacity = False
-            logger.warning("accepting again after running out of capacity")
-        conn.setblocking(True)  # handlers get a plain blocking socket, whatever the listener
-        try:
-            self._dispatch(conn, addr, handler)
-        except RuntimeError as error:
-            self._back_off(error)
-
-    def _back_off(self, error: object) -> None:
+    def back_off(self, error: object) -> None:
+        """Out of capacity: wait CAPACITY_BACKOFF before the next accept(), and say so (rarely)."""
         self._out_of_capacity = True
         now = time.monotonic()
-        if now - self._last_capacity_log >= CAPACITY_LOG_INTERVAL:
-            self._last_capacity_log = now
+        if now - self._last_warning >= CAPACITY_LOG_INTERVAL:
+            self._last_warning = now
             logger.warning(
-                "out of capacity (%s): accept paused, retried every %.1fs", error, CAPACITY_BACKOFF
+                "out of capacity on %s (%s): accept paused, retried every %.1fs",
+                self.name,
+                error,
+                CAPACITY_BACKOFF,
             )
-        self._stopping.wait(CAPACITY_BACKOFF)  # a sleep that stop() can cut short
+        time.sleep(CAPACITY_BACKOFF)

@@ -2,7 +2,8 @@
 
 An upper-case echo service runs in this process; clients join and leave one at a time, and
 after each step the demo prints the thread count as the kernel sees it (/proc/self/status),
-once it has settled: 1 main + 1 accept thread + 1 per connection. Then stop() ends them all.
+once it has settled: 1 main + 1 accept thread (one per listener; here one listener) + 1 per
+connection. Then stop() ends them all.
 It exits 0 when every count and reply was as expected, 1 otherwise.
 """
 

@@ -1,37 +1,50 @@
 """A generic proactor: listening sockets in, a thread per connection out.
 
-    listeners --> accept thread -----------> a thread per connection --> handler(conn, addr)
-                  1 per Proactor; waits on    "conn-HOST:PORT"; ends      returns or raises;
-                  all listeners at once       when the handler does       then conn is closed
+The following diagram and table show how a connection flows through the threads:
 
-    start()  starts the accept thread; the accept thread starts each connection thread.
-    stop()   wakes the accept thread (a byte on a wake-up socket), which closes the listeners;
-             wakes every connection thread (shutdown of its socket); joins them all.
+                  accept threads: 1 per listener            connection threads: 1 per connection
+               +---------------------------------+         +-----------------------------+
++----------+   | "NAME-accept-HOST:PORT"         |  conn   | "conn-HOST:PORT"            |
+| listener |==>|   blocks in listener.accept();  |========>|   on_connect(addr)          |
++----------+   |   a connection: start a thread  | starts  |   handler(conn, addr)       |
+               |   for it, and accept again      |         |   conn.close()              |
++----------+   +---------------------------------+         |   on_disconnect(addr)       |
+| listener |==> its own accept thread, the same            +-----------------------------+
++----------+
+
+             accept thread                              connection thread
+started by   start()                                    its listener's accept thread
+woken by     stop(): shutdown() of its listener;        stop(): shutdown() of its socket;
+             accept() fails with EINVAL (Linux)         recv() returns b"", send() fails
+ends when    accept() fails for good (accepting.py)     the handler returns or raises
+closes       its listener, as it ends                   its connection, as it ends
+joined by    stop(), first                              stop(), after every accept thread
+
+Your thread is the initiator: add_listener() gives the proactor a listening socket and
+the handler for its connections, start() starts the accept threads and returns at once,
+stop() wakes and joins every thread the proactor started. Threads: 1 per listener, plus
+1 per live connection, and none that watches several sockets: each wait is one blocking
+call in a thread of its own.
+
+Accept thread. What an accept error means, and the back-off when the process runs out
+of descriptors, is accepting.py's policy, the same as stage A's. Over max_connections it
+refuses the new connection politely instead of starting a thread: on_refused(conn, addr)
+(e.g. to send one line; it has REFUSE_TIMEOUT seconds), then close. Waiting would leave
+the client connected with no answer.
+
+Connection thread. Whatever the handler does, the connection is then closed. An
+exception is logged with the peer and counted in `failed`; nothing else is affected.
 
 A proactor (Schmidt et al., POSA2) reports the *completion* of an operation ("here is
 your connection") to a handler, where a reactor reports *readiness* ("this socket can
-be read") and leaves the I/O to its handler. Here the operation is accepting; each
-completed one gets a thread of its own, so handlers may block. docs/proactor.md maps
-the pattern's roles onto this code.
+be read") and leaves the I/O to its handler. Here the operation is accepting, and a
+thread blocked in it is what completes it: docs/proactor.md maps the pattern's roles.
 
-Threads: 1 accept thread per Proactor, plus 1 per live connection; nothing else.
-
-Stage B is three modules, each importing only those above it:
+Stage B is three modules, each importing only those above it (and nothing from stage A):
 
     sockets.py    wake_blocked() and peer_name(): the socket facts it relies on
-    accepting.py  the accept thread: every listener at once, and what an accept error means
-    proactor.py   here: start and stop, a thread per connection, the counters
-
-Listeners. The proactor owns the sockets given to add_listener() (before start()): it makes
-them non-blocking, and the accept thread closes them when it ends.
-
-Connection threads. Each runs on_connect, then the handler, on a blocking socket; whatever the
-handler does, the connection is then closed, on_disconnect runs and the thread ends. An
-exception is logged with the peer and counted in `failed`; nothing else is affected.
-
-Over max_connections, a new connection is refused politely rather than made to wait: the
-accept thread calls on_refused(conn, addr) (e.g. to send one line; it has REFUSE_TIMEOUT
-seconds), then closes it. Waiting would leave the client connected with no answer.
+    accepting.py  what an accept error means (stage A's server uses it too)
+    proactor.py   here: start and stop, the threads, the counters
 
 >>> import socket
 >>> def upper(conn, addr):
@@ -55,15 +68,17 @@ import threading
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
-from section_b.accepting import Acceptor, Handler
+from section_b.accepting import Acceptor
 from section_b.sockets import Address, peer_name, wake_blocked
 
 __all__ = ["Address", "Handler", "Proactor", "peer_name", "start_proactor", "stop_proactor",
            "wake_blocked"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
+
+Handler: TypeAlias = Callable[[socket.socket, Address], None]  # serves one connection
 
 REFUSE_TIMEOUT = 1.0  # seconds on_refused may spend on a socket: it runs in the accept thread
 
@@ -98,31 +113,38 @@ class Proactor:
         self.accepted = self.refused = self.failed = 0
         self._listeners: dict[socket.socket, Handler] = {}
         self._connections: dict[threading.Thread, socket.socket] = {}
-        self._lock = threading.Lock()  # guards the two dicts, the counters and the sockets
+        self._accept_threads: list[threading.Thread] = []
+        self._lock = threading.Lock()  # guards the dicts, the counters and closing the sockets
         self._stopping = threading.Event()
-        self._acceptor: Acceptor | None = None
 
     def add_listener(self, listener: socket.socket, handler: Handler) -> None:
         """Serve connections to `listener` (already listening) with `handler`; before start()."""
         if listener.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 0:
             raise ValueError(f"{listener!r} is not listening: call listen() first")
         with self._lock:
-            if self._acceptor is not None or self._stopping.is_set():
+            if self._accept_threads or self._stopping.is_set():
                 raise RuntimeError("add_listener() comes before start()")
-            listener.setblocking(False)
+            listener.setblocking(True)  # its thread blocks in accept(); a timeout would end it
             self._listeners[listener] = handler
 
     def start(self) -> Proactor:
-        """Start accepting in the proactor's thread and return at once."""
+        """Start an accept thread per listener and return at once."""
         with self._lock:
-            if self._acceptor is not None or self._stopping.is_set():
+            if self._accept_threads or self._stopping.is_set():
                 raise RuntimeError("a Proactor can be started once")
             if not self._listeners:
                 raise RuntimeError("add_listener() before start()")
-            self._acceptor = Acceptor(
-                self._listeners, self._dispatch, self._stopping, name=f"{self.name}-accept"
-            )
-            self._acceptor.start()
+            for listener, handler in self._listeners.items():
+                acceptor = Acceptor(listener, self._stopping.is_set)
+                self._accept_threads.append(
+                    threading.Thread(
+                        target=self._accept,
+                        args=(acceptor, handler),
+                        name=f"{self.name}-accept-{acceptor.name}",
+                    )
+                )
+            for thread in self._accept_threads:
+                thread.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> list[str]:
@@ -134,20 +156,21 @@ class Proactor:
         deadline = time.monotonic() + timeout
         with self._lock:
             if not self._stopping.is_set():
-                self._stopping.set()  # also ends a capacity back-off at once
-                if self._acceptor is not None:
-                    self._acceptor.wake()  # it wakes, and closes the listeners
-                else:
-                    for listener in self._listeners:  # never started
+                self._stopping.set()
+                for listener in self._listeners:
+                    if self._accept_threads:
+                        # Linux: shutdown() wakes a thread blocked in accept() on the
+                        # listener (accept fails with EINVAL); close() would not wake it.
+                        # Its accept thread then closes it.
+                        wake_blocked(listener)
+                    else:  # never started: no thread owns it
                         listener.close()
             for conn in self._connections.values():
                 wake_blocked(conn)
-            threads = [*self._connections]
-            if self._acceptor is not None:
-                threads.insert(0, self._acceptor.thread)
+            threads = [*self._accept_threads, *self._connections]
         threads = [thread for thread in threads if thread is not threading.current_thread()]
-        # The accept thread first: it starts every connection thread, so once it has ended,
-        # a connection thread that has not started never will (its start() failed).
+        # The accept threads first: they start every connection thread, so once they have
+        # ended, a connection thread that has not started never will (its start() failed).
         for thread in threads:
             if thread.ident is None:  # not started: nothing to join
                 continue
@@ -179,8 +202,20 @@ class Proactor:
     ) -> None:
         self.stop()
 
+    def _accept(self, acceptor: Acceptor, handler: Handler) -> None:
+        """An accept thread: block in accept(), start a thread per connection, until stop()."""
+        try:
+            while (accepted := acceptor.accept()) is not None:
+                try:
+                    self._dispatch(*accepted, handler)
+                except RuntimeError as error:  # no thread to run it: the same shortage
+                    acceptor.back_off(error)
+        finally:
+            with self._lock:  # not during stop()'s shutdown: the fd number could be reused
+                acceptor.listener.close()
+
     def _dispatch(self, conn: socket.socket, addr: Address, handler: Handler) -> None:
-        # The accept thread's Dispatch: a RuntimeError from here makes it back off.
+        # Raises RuntimeError when no thread could be started for the connection.
         thread = threading.Thread(
             target=self._serve, args=(conn, addr, handler), name=f"conn-{peer_name(addr)}"
         )
@@ -201,7 +236,7 @@ class Proactor:
             return
         # Started without the lock: start() waits until the new thread runs, and threads
         # that end meanwhile need the lock to leave. stop() may see this thread before it
-        # is started: it joins the accept thread first, and skips one that never started.
+        # is started: it joins the accept threads first, and skips one that never started.
         try:
             thread.start()
         except RuntimeError:  # "can't start new thread": out of memory, or a ulimit

@@ -5,15 +5,17 @@
     start_proactor() -->   accept() --conn--> Thread(serve_client) --> recv() -> protocol
     wait for the stop                                                     -> room -> outboxes
        |  SIGINT/SIGTERM: the room is told to close (wakes every recv), then
-       |  stop_proactor() closes the listener, wakes and joins every thread; exit 0
+       |  stop_proactor() shuts the listener down (wakes accept), wakes and joins every thread
 
 Everything a client sees is stage A's: the same protocol, room, outboxes and
 session, imported from section_a, and the same start and stop (serving.py). What
 changed is who accepts and who owns the threads: stage A's main thread ran the
 accept loop and kept the client threads; here `start_proactor(listener, handler)`
-does both, and the main thread only waits for the signal to stop. With n clients
-the process has n + 3 threads: the main thread, the proactor's accept thread, the
-n client threads, and the room's flusher.
+does both, and the main thread only waits for the signal to stop. What an accept
+error means is the same in both: stage B's one policy (section_b/accepting.py).
+With n clients the process has n + 2 threads of its own: the main thread, the
+proactor's accept thread (one per listener; the server has one) and the n client
+threads, plus whatever threads stage A's room runs (serving.py starts them).
 
 Run it: python -m section_c.server --port 9034   (then: nc 127.0.0.1 9034)
 """

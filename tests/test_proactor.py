@@ -6,6 +6,7 @@ the kernel's (/proc). A fixture checks that no proactor thread outlives its test
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import errno
 import itertools
@@ -24,6 +25,7 @@ import pytest
 
 from harness.proc import cpu_seconds, thread_count
 from section_b import Address, Proactor, start_proactor, stop_proactor, wake_blocked
+from section_b.accepting import CAPACITY_BACKOFF, CAPACITY_ERRNOS, PEER_GONE_ERRNOS, Acceptor
 from tests.support import DEADLINE, wait_for
 
 pytestmark = pytest.mark.stage_b
@@ -60,8 +62,16 @@ def proactor_threads() -> list[str]:
     return [
         thread.name
         for thread in threading.enumerate()
-        if thread.name.startswith("conn-") or thread.name.endswith("-accept")
+        if thread.name.startswith("conn-") or "-accept-" in thread.name
     ]
+
+
+def accept_thread(listener: socket.socket) -> threading.Thread:
+    """The proactor's accept thread for `listener`, by its name ("NAME-accept-HOST:PORT")."""
+    host, port = listener.getsockname()[:2]
+    name = f"-accept-[{host}]:{port}" if ":" in host else f"-accept-{host}:{port}"
+    [thread] = [thread for thread in threading.enumerate() if thread.name.endswith(name)]
+    return thread
 
 
 def blocked_on(thread: threading.Thread, fd: int) -> bool:
@@ -204,7 +214,42 @@ def test_close_from_another_thread_does_not_wake_accept_but_shutdown_does() -> N
     listener.close()
 
 
-# A thread per connection.
+# A thread per listener, blocked in accept(); a thread per connection.
+
+
+def test_threads_are_one_per_listener_plus_one_per_live_connection(
+    proactors: list[Proactor], connect: Connect
+) -> None:
+    base = thread_count(PID)
+    listeners = [listen() for _ in range(3)]
+    proactor = Proactor()
+    for listener in listeners:
+        proactor.add_listener(listener, echo)
+    proactors.append(proactor.start())
+    wait_for(lambda: thread_count(PID) == base + 3, "an accept thread per listener")
+    clients = [connect(listeners[n].getsockname()) for n in (0, 0, 2)]
+    for client in clients:
+        roundtrip(client)
+    wait_for(lambda: thread_count(PID) == base + 3 + 3, "and a thread per connection")
+    clients[0].close()
+    wait_for(lambda: thread_count(PID) == base + 3 + 2, "a thread to end with its connection")
+    assert proactor.stop() == []
+    wait_for(lambda: thread_count(PID) == base, "every thread to end at stop()")
+
+
+def test_each_accept_thread_blocks_in_accept_on_its_own_listener(proactors: list[Proactor]) -> None:
+    """Not in a selector's wait on all of them: the kernel says which descriptor it waits on."""
+    listeners = [listen(), listen()]
+    proactor = Proactor()
+    for listener in listeners:
+        proactor.add_listener(listener, echo)
+    proactors.append(proactor.start())
+    for listener in listeners:
+        thread = accept_thread(listener)
+        wait_for(
+            lambda: blocked_on(thread, listener.fileno()),  # noqa: B023 (waited for at once)
+            f"{thread.name} to block in accept() on its listener",
+        )
 
 
 def test_each_connection_gets_a_thread_named_after_its_peer(serve: Serve, connect: Connect) -> None:
@@ -469,9 +514,13 @@ def test_a_listener_whose_accept_fails_is_closed_and_the_others_serve_on(
     proactor.add_listener(broken, echo)
     proactor.add_listener(healthy, echo)
     proactors.append(proactor.start())
-    wake_blocked(broken)  # accept() on it now fails with EINVAL: not a capacity error
+    its_thread = accept_thread(broken)
+    wake_blocked(broken)  # accept() on it now fails with EINVAL, and we are not stopping
     wait_for(lambda: broken.fileno() == -1, "the failed listener to be closed")
-    assert any("accept on" in record.getMessage() for record in caplog.records)
+    its_thread.join(DEADLINE)
+    assert not its_thread.is_alive(), "its accept thread ended"
+    [record] = [r for r in caplog.records if "accept on" in r.getMessage()]
+    assert record.levelno == logging.ERROR
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(broken_address, timeout=DEADLINE)
     assert roundtrip(connect(healthy.getsockname())) == b"ping\n"
@@ -520,7 +569,7 @@ def test_two_listeners_each_with_its_own_handler(
     proactors.append(proactor.start())
     assert roundtrip(connect(loud.getsockname()), b"hi\n") == b"HI\n"
     assert roundtrip(connect(plain.getsockname()), b"hi\n") == b"hi\n"
-    assert sum(name.endswith("-accept") for name in proactor_threads()) == 1
+    assert accept_thread(loud) is not accept_thread(plain)
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
@@ -545,6 +594,115 @@ def test_add_listener_refuses_a_socket_that_is_not_listening_and_comes_after_sta
         Proactor().add_listener(unbound, echo)
     with start_proactor(listen(), echo) as proactor, pytest.raises(RuntimeError):
         proactor.add_listener(listen(), echo)
+
+
+# One accept policy (section_b/accepting.py), for stage B's accept threads and stage A's loop.
+
+
+class ScriptedListener(socket.socket):
+    """A real listener whose accept() first fails with each errno of `script`, in turn."""
+
+    def __init__(self, script: list[int]) -> None:
+        super().__init__(socket.AF_INET, socket.SOCK_STREAM)
+        self.bind(("127.0.0.1", 0))
+        self.listen()
+        self.script = script
+        self.calls = 0
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        self.calls += 1
+        if self.script:
+            code = self.script.pop(0)
+            raise OSError(code, os.strerror(code))
+        return super().accept()
+
+
+def errno_name(code: int) -> str:
+    return errno.errorcode[code]
+
+
+@pytest.mark.parametrize("code", sorted(PEER_GONE_ERRNOS), ids=errno_name)
+def test_a_connection_its_peer_gave_up_is_skipped_at_once(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ScriptedListener([code]) as listener, socket.create_connection(listener.getsockname()):
+        accepted = Acceptor(listener, stopping=lambda: False).accept()
+        assert accepted is not None, "the next connection"
+        accepted[0].close()
+    assert listener.calls == 2
+    assert caplog.records == [], "no back-off (it always warns the first time), no error"
+
+
+@pytest.mark.parametrize("code", sorted(CAPACITY_ERRNOS), ids=errno_name)
+def test_out_of_capacity_accept_backs_off_warns_once_and_says_when_it_recovers(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ScriptedListener([code] * 3) as listener, socket.create_connection(listener.getsockname()):
+        started = time.monotonic()
+        accepted = Acceptor(listener, stopping=lambda: False).accept()
+        elapsed = time.monotonic() - started
+        assert accepted is not None, "the connection that waited in the listen queue"
+        accepted[0].close()
+    assert elapsed >= 3 * CAPACITY_BACKOFF, "it slept between attempts"
+    warned, recovered = (record.getMessage() for record in caplog.records)  # once a second
+    assert "out of capacity" in warned and os.strerror(code) in warned
+    assert "accepting again" in recovered
+
+
+@pytest.mark.parametrize("code", [errno.EBADF, errno.EINVAL, errno.ENOTSOCK], ids=errno_name)
+def test_any_other_accept_error_ends_accepting_with_one_error(
+    code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with ScriptedListener([code]) as listener, socket.create_connection(listener.getsockname()):
+        acceptor = Acceptor(listener, stopping=lambda: False)
+        assert acceptor.accept() is None, "not the connection waiting in the listen queue"
+    assert listener.calls == 1, "not tried again"
+    [record] = caplog.records
+    assert record.levelno == logging.ERROR and acceptor.name in record.getMessage()
+
+
+def test_a_failed_accept_while_stopping_ends_accepting_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for code in (errno.EINVAL, errno.EMFILE):  # shut down by stop(), or even out of capacity
+        with ScriptedListener([code]) as listener, socket.create_connection(listener.getsockname()):
+            assert Acceptor(listener, stopping=lambda: True).accept() is None
+    assert caplog.records == []
+
+
+def test_no_thread_for_a_connection_is_a_shortage_too(
+    serve: Serve,
+    connect: Connect,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_start, failures = threading.Thread.start, [RuntimeError("can't start new thread")]
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("conn-") and failures:
+            raise failures.pop()
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    proactor, address = serve(echo)
+    assert connect(address).recv(1) == b"", "closed: nothing could serve it"
+    assert roundtrip(connect(address)) == b"ping\n"
+    assert (proactor.accepted, proactor.refused) == (1, 1)
+    assert [r.getMessage() for r in caplog.records if "out of capacity" in r.getMessage()]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    return {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+            for alias in node.names} | {node.module for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module}  # fmt: skip
+
+
+def test_stage_b_imports_nothing_from_stage_a_and_stage_a_accepts_by_its_policy() -> None:
+    for path in (ROOT / "section_b").glob("*.py"):
+        assert not {m for m in imported_modules(path) if m.split(".")[0] == "section_a"}, path
+    stage_a = imported_modules(ROOT / "section_a" / "server.py")
+    assert "section_b.accepting" in stage_a and "errno" not in stage_a, "one policy, stage B's"
 
 
 # Out of descriptors: back off, do not spin, recover.
