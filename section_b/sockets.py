@@ -1,8 +1,8 @@
 """The two socket facts the proactor is built on: how to wake a blocked thread, how to name a peer.
 
 On Linux, close() from another thread does not wake a thread blocked in accept() or
-recv() on the same socket; shutdown() does. So the proactor shuts a connection down to
-wake its thread, and only the thread that owns the socket closes it.
+recv() on the same socket; shutdown() does. So the proactor shuts a listener or a
+connection down to wake the thread blocked on it, and only that thread closes it.
 
 Stage A has its own pair (section_a/sockets.py): stage B stands alone and imports nothing
 from stage A.
