@@ -31,10 +31,19 @@ PROMPT = "> "
 KEYS = {
     "enter": "\r",
     "up": "\x1b[A",
+    "down": "\x1b[B",
+    "right": "\x1b[C",
     "left": "\x1b[D",
+    "home": "\x1b[H",
+    "end": "\x1b[F",
+    "delete": "\x1b[3~",
+    "backspace": "\x7f",
+    "ctrl-a": "\x01",
     "ctrl-c": "\x03",
     "ctrl-d": "\x04",
     "ctrl-u": "\x15",
+    "ctrl-w": "\x17",
+    "ctrl-z": "\x1a",
 }
 
 
@@ -76,8 +85,10 @@ class _Tee:
 class PtyClient:
     """One program in a pty; `screen` is what its terminal shows."""
 
-    def __init__(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.screen = pyte.Screen(COLS, ROWS)
+    def __init__(
+        self, argv: list[str], log_path: Path, env: dict[str, str] | None = None, rows: int = ROWS
+    ) -> None:
+        self.screen = pyte.Screen(COLS, rows)
         self.output = bytearray()  # everything read so far, for assertions on raw bytes
         self._log = log_path.open("wb")
         self.child = pexpect.spawn(
@@ -85,7 +96,7 @@ class PtyClient:
             argv[1:],
             cwd=str(ROOT),
             env=env if env is not None else client_env(),
-            dimensions=(ROWS, COLS),
+            dimensions=(rows, COLS),
             timeout=DEADLINE,
         )
         self.child.delaybeforesend = None
@@ -134,14 +145,19 @@ class PtyClient:
         self.wait_until(found, f"a screen line matching {pattern!r}")
         return rows[-1]
 
-    def wait_prompt(self, text: str = "") -> None:
-        """Wait until the cursor's line is the prompt followed by `text`, cursor at its end."""
+    def wait_prompt(self, text: str = "", column: int | None = None) -> None:
+        """Wait until the cursor's line is the prompt and `text`, the cursor at `column`.
+
+        `column` counts screen cells (a wide character takes two); by default, the end.
+        """
+        if column is None:
+            column = len(PROMPT + text)
 
         def ready() -> bool:
             line = self.cursor_line()
-            return line == (PROMPT + text).rstrip() and self.screen.cursor.x == len(PROMPT + text)
+            return line == (PROMPT + text).rstrip() and self.screen.cursor.x == column
 
-        self.wait_until(ready, f"the prompt line {PROMPT + text!r}")
+        self.wait_until(ready, f"the prompt line {PROMPT + text!r}, the cursor at {column}")
 
     def welcome(self) -> str:
         """Wait for the server's welcome; the name it gave this client."""

@@ -116,18 +116,19 @@ def test_the_client_has_exactly_two_threads_while_connected(
 # --------------------------------------------------------------------------- ways out
 
 
-def test_a_killed_server_ends_the_client_by_itself_with_status_3(
+def test_a_killed_server_ends_the_client_mid_line_within_a_second_with_status_3(
     server: ServerProcess, spawn: Spawn
 ) -> None:
     client = spawn(client_argv(server.address))
     client.welcome()
-    client.type("half a line")  # the keyboard thread is busy with a line: it must not matter
+    client.type("half a line")  # the keyboard thread is blocked reading the next key
     client.wait_prompt("half a line")
     killed = time.monotonic()
     server.kill()
     client.wait_line(r"^-- (the server closed the connection|lost the connection)")
     client.expect_exit(EXIT_SERVER_GONE)
-    assert time.monotonic() - killed < 2.0, "the client must notice at once, not on a timer"
+    assert time.monotonic() - killed < 1.0, "the client must notice at once, not on a timer"
+    assert "half a line" not in "".join(client.lines()), "the line being typed is taken away"
 
 
 def test_a_killed_server_ends_a_piped_client_too_while_its_input_stays_open(
@@ -197,6 +198,16 @@ def test_ctrl_c_leaves_without_a_traceback_with_status_130(
     client.wait_prompt("interrupted mid-line")
     client.key("ctrl-c")
     client.expect_exit(EXIT_SIGINT)  # and no "Traceback" in what it printed
+
+
+def test_sigint_from_outside_reaches_the_keyboard_thread_and_is_status_130(
+    server: ServerProcess, spawn: Spawn
+) -> None:
+    client = spawn(client_argv(server.address))
+    client.welcome()
+    client.wait_prompt()
+    client.child.kill(signal.SIGINT)  # not the key: the signal, to the process
+    client.expect_exit(EXIT_SIGINT)
 
 
 def test_sigterm_leaves_without_a_traceback_with_status_143(

@@ -13,12 +13,13 @@ import re
 import shlex
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.promises import EXIT_LEFT, EXIT_SERVER_GONE, EXIT_SIGINT, EXIT_SIGTERM
-from tests.pty_client import PROMPT, PtyClient, Spawn, client_argv, mark
+from tests.pty_client import COLS, KEYS, PROMPT, ROWS, PtyClient, Spawn, client_argv, mark
 from tests.servers import LineClient, ServerProcess
 from tests.support import DEADLINE
 
@@ -84,44 +85,158 @@ def test_editing_resumes_where_the_cursor_was_after_a_message(
     client.leave()
 
 
-def test_the_up_arrow_recalls_the_previous_line(
-    server: ServerProcess, spawn: Spawn, connect: Connect
+def test_a_hundred_lines_while_typing_lose_no_key_and_garble_no_line(
+    server: ServerProcess, connect: Connect, tmp_path: Path
 ) -> None:
-    client = spawn(client_argv(server.address, "--name", "alice"))
-    client.wait_line(r"^\* you are now alice$")
-    peer = joined(client, connect)
-    line = f"say it twice {mark()}"
-    client.type(line + "\r")
-    peer.next_line_is(rf"^alice: {line}$")
-    client.wait_prompt()
-    client.key("up")
-    client.wait_prompt(line)
+    # A screen tall enough for every line, so that each is checked where it was drawn.
+    argv = client_argv(server.address, "--name", "alice")
+    client = PtyClient(argv, tmp_path / "pty.log", rows=130)
+    try:
+        client.wait_line(r"^\* you are now alice$")
+        peer = joined(client, connect)
+        tag, typed = mark(), "the quick brown fox jumps over 13 lazy dogs, twice"
+        for i in range(100):  # a line, and every other time a key, none waiting for the other
+            peer.send(f"line {i:03} {tag}\n".encode())
+            if i % 2:
+                client.type(typed[i // 2])
+        client.wait_line(rf"^{peer.name}: line 099 {tag}$")
+        client.wait_prompt(typed)
+        shown = [line for line in client.lines() if tag in line]
+        assert shown == [f"{peer.name}: line {i:03} {tag}" for i in range(100)], client.describe()
+        assert [line for line in client.lines() if "fox" in line] == [PROMPT + typed]
+        client.key("enter")
+        peer.next_line_is(rf"^alice: {typed}$")
+        client.leave()
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- editing keys
+
+
+class Alone:
+    """The client, connected to a bare listener of the test's in place of a chat server."""
+
+    def __init__(self, client: PtyClient, conn: socket.socket) -> None:
+        self.client, self._conn, self._sent = client, conn, conn.makefile("rb")
+
+    def sent(self) -> str:
+        """The next line the client sent."""
+        return self._sent.readline().decode().removesuffix("\n")
+
+    def leave(self) -> None:
+        """Ctrl-D: the client sends nothing more and half-closes; we close, and it exits 0."""
+        self.client.wait_prompt()
+        self.client.key("ctrl-d")
+        assert self._sent.read() == b"", "nothing after the lines the test read"
+        self._sent.close()  # the file first: the socket closes once both are
+        self._conn.close()
+        self.client.expect_exit(EXIT_LEFT)
+
+
+@pytest.fixture
+def alone(spawn: Spawn) -> Iterator[Alone]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(DEADLINE)
+        client = spawn(client_argv(listener.getsockname()[:2]))
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(DEADLINE)
+            conn.sendall(b"* welcome, guest-1. here now: nobody else.\n")
+            client.welcome()
+            client.wait_prompt()
+            yield Alone(client, conn)
+
+
+K = KEYS  # short, for the table below
+
+EDITS = {  # typed -> the line shown and the cursor's column, then what Enter sends
+    "backspace (DEL)": ("abcd\x7f\x7f", "ab", 4, "ab"),
+    "backspace (Ctrl-H)": ("abcd\x08", "abc", 5, "abc"),
+    "ctrl-u": (f"throw away{K['left'] * 3}{K['ctrl-u']}", "way", 2, "way"),
+    "ctrl-w": (f"one two  {K['ctrl-w']}three", "one three", 11, "one three"),
+    "left and right (CSI)": (f"ac{K['left']}b{K['right']}d", "abcd", 6, "abcd"),
+    "left and right (SS3)": ("ac\x1bODb\x1bOCd", "abcd", 6, "abcd"),
+    "home and end": (f"bc{K['home']}a{K['end']}d", "abcd", 6, "abcd"),
+    "ctrl-a": (f"bc{K['ctrl-a']}a", "abc", 3, "abc"),
+    "delete": (f"abXc{K['left'] * 2}{K['delete']}", "abc", 4, "abc"),
+    "ctrl-d mid-line": (f"abXc{K['left'] * 2}{K['ctrl-d']}", "abc", 4, "abc"),
+    "utf-8 and wide": (f"café 日本{K['left']}x", "café 日x本", 10, "café 日x本"),
+    "an unknown escape": ("a\x1b[15~\x1b[1;5Hb", "ab", 4, "ab"),
+}
+
+
+@pytest.mark.parametrize(("keys", "shown", "column", "sent"), EDITS.values(), ids=EDITS)
+def test_the_editing_keys_change_the_line_and_enter_sends_it(
+    alone: Alone, keys: str, shown: str, column: int, sent: str
+) -> None:
+    client = alone.client
+    client.type(keys)
+    client.wait_prompt(shown, column)
     client.key("enter")
-    peer.next_line_is(rf"^alice: {line}$")
-    client.leave()
+    assert alone.sent() == sent
+    alone.leave()
 
 
-def test_after_a_suspend_the_line_is_drawn_and_edited_as_before(
-    server: ServerProcess, spawn: Spawn, connect: Connect
-) -> None:
+def test_a_character_split_between_two_reads_arrives_whole(alone: Alone) -> None:
+    client = alone.client
+    client.child.send("aé".encode()[:-1])  # a, and the first byte of é
+    client.wait_prompt("a")
+    client.child.send("é".encode()[-1:])
+    client.wait_prompt("aé")
+    client.key("enter")
+    assert alone.sent() == "aé"
+    alone.leave()
+
+
+def test_up_and_down_go_through_the_lines_sent_and_back_to_the_one_typed(alone: Alone) -> None:
+    client = alone.client
+    for line in ("first", "second"):
+        client.type(line + "\r")
+        assert alone.sent() == line
+    client.type("draft")
+    for key, shown in (("up", "second"), ("up", "first"), ("up", "first"), ("down", "second")):
+        client.key(key)
+        client.wait_prompt(shown)
+    client.key("down")
+    client.wait_prompt("draft")
+    client.key("up")
+    client.wait_prompt("second")
+    client.key("enter")
+    assert alone.sent() == "second"
+    alone.leave()
+
+
+def test_a_line_longer_than_the_row_scrolls_sideways_and_is_sent_whole(alone: Alone) -> None:
+    client = alone.client
+    line = "".join(f"{i:<10}" for i in range(12)).rstrip()  # 111 characters: "0         1 ..."
+    room = COLS - len(PROMPT) - 1  # the last column is left free
+    client.type(line)
+    client.wait_prompt(line[-room:])  # the end of it, and the cursor there
+    client.key("home")
+    client.wait_prompt(line[:room].rstrip(), len(PROMPT))
+    client.key("enter")
+    assert alone.sent() == line
+    whole = [(PROMPT + line[: COLS - len(PROMPT)]).rstrip(), line[COLS - len(PROMPT) :]]
+    client.wait_until(
+        lambda: any(client.lines()[y : y + 2] == whole for y in range(ROWS)),
+        "the line shown whole once sent, on two rows",
+    )
+    alone.leave()
+
+
+def test_after_ctrl_z_the_line_is_drawn_and_edited_as_before(alone: Alone) -> None:
     # No shell with job control here, so the kernel discards the stop itself; what is
     # tested is the client's part: terminal modes handed back, then taken again.
-    client = spawn(client_argv(server.address, "--name", "alice"))
-    client.wait_line(r"^\* you are now alice$")
-    peer = joined(client, connect)
+    client = alone.client
     client.type("bcd")
     client.wait_prompt("bcd")
-    client.child.kill(signal.SIGTSTP)
-    client.type("\x01a")  # Ctrl-A, then "a": raw mode and readline's keys are back
-    client.wait_until(
-        lambda: (
-            client.cursor_line() == PROMPT + "abcd" and client.screen.cursor.x == len(PROMPT) + 1
-        ),
-        "the line edited at its start",
-    )
+    client.key("ctrl-z")
+    client.type(K["ctrl-a"] + "a")  # not echoed by the kernel: our keys are back
+    client.wait_prompt("abcd", len(PROMPT) + 1)
     client.key("enter")
-    peer.next_line_is(r"^alice: abcd$")
-    client.leave()
+    assert alone.sent() == "abcd"
+    alone.leave()
 
 
 def test_help_lists_the_commands(server: ServerProcess, spawn: Spawn) -> None:
@@ -273,12 +388,12 @@ def test_the_terminal_modes_are_the_same_after_the_client(
     # bash, not sh: on Ctrl-C it waits and sees that the client handled SIGINT itself
     shell = spawn(["bash", "--noprofile", "--norc", "-c", script])
     shell.welcome()
-    shell.type("half a line")  # readline has the terminal in its own mode now
+    shell.type("half a line")  # the client has the terminal in its own mode now
     shell.wait_prompt("half a line")
     if way_out == "server killed":
         server.kill()
     elif way_out == "SIGTERM":
-        os.kill(child_of(shell.pid), signal.SIGTERM)  # the client, in raw mode under readline
+        os.kill(child_of(shell.pid), signal.SIGTERM)  # the client, its terminal in its own mode
     elif way_out == "ctrl-d":
         shell.key("ctrl-u")  # Ctrl-D ends the input only on an empty line
         shell.wait_prompt()

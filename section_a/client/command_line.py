@@ -1,11 +1,7 @@
 """The client's command line: its options, checked before connecting, and its exit statuses.
 
-A bad option gets one line saying why (an argparse `type` raises ArgumentTypeError)
-and exit status 2, before any connection is tried. The exit statuses are the
-client's contract with scripts, and `--help` shows them as a table:
-0 you left (/quit, Ctrl-D, end of input); 1 could not connect; 2 bad command line;
-3 the server closed the connection or it was lost; 128+N ended by signal N
-(130 for Ctrl-C, 143 for SIGTERM).
+A bad option gets one line saying why and exit status 2, before any connection is
+tried. The exit statuses are the client's contract with scripts: `--help` shows them.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """How the client shows a line from the server: sanitised first, then coloured.
 
-`Painter` turns one line from the server into what is printed. It sanitises first
-(`protocol.sanitise`: invalid UTF-8 becomes U+FFFD, an ESC becomes the visible text
-``^[``), and only then adds colour, so every escape sequence that reaches the
-terminal is one the client wrote itself. A name always gets the same colour (a CRC of
-the name picks one of six; Python's `hash()` is randomised per process), notices are
-grey, errors bold red. The receiver thread paints; the keyboard thread prints.
+Sanitised first (`protocol.sanitise`: invalid UTF-8 becomes U+FFFD, an ESC the visible
+``^[``), so every escape sequence that reaches the terminal is one the client wrote
+itself. A name always gets the same colour (a CRC of the name picks one of six; Python's
+`hash()` is randomised per process), notices are grey, errors bold red.
 """
 
 from __future__ import annotations
