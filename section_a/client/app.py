@@ -21,10 +21,11 @@ Python, touched only under the lock.
 
 A blocking read ends early for a signal sent to the thread in it (pthread_kill), and
 Python runs signal handlers in the main thread: so the keyboard thread is the main
-one, and the receiver blocks SIGINT and SIGTERM, which the kernel then gives to the
-keyboard thread too. The handler raises SystemExit, which comes out of os.read(); a
-handler that returned would have the read retried (PEP 475). Ctrl-C is a key (ISIG
-off): it ends the program between two keys, never in the middle of a redraw.
+one. The handler raises SystemExit, which comes out of os.read(); a handler that
+returned would have the read retried (PEP 475). The receiver blocks SIGINT and
+SIGTERM, so the kernel gives them to the keyboard thread as well. Ctrl-C is a key
+(ISIG off): it ends the program between two keys, never in the middle of a redraw.
+The exit statuses are the client's contract with scripts: `--help` shows them.
 """
 
 from __future__ import annotations
@@ -35,15 +36,23 @@ import signal
 import socket
 import sys
 import threading
-from contextlib import suppress
 from types import FrameType
 
 from section_a import protocol
-from section_a.client.command_line import CANNOT_CONNECT, LEFT, SERVER_GONE, parse_args
 from section_a.client.painter import Painter, wants_colour
 from section_a.client.terminal import Terminal
+from section_a.options import whole
 from section_a.sockets import shut_down
 
+DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 9034
+PORTS = (1, 65535)  # a server's port: 0 is no port to connect to
+LEFT, CANNOT_CONNECT, USAGE, SERVER_GONE = 0, 1, 2, 3
+EXIT_STATUS = f"""exit status:
+  {LEFT}      you left: /quit, Ctrl-D, or the end of the input
+  {CANNOT_CONNECT}      could not connect
+  {USAGE}      bad command line
+  {SERVER_GONE}      the server closed the connection, or it was lost
+  128+N  ended by signal N: 130 for Ctrl-C, 143 for SIGTERM"""
 RECV_SIZE = 16 * 1024
 MAX_INCOMING = 1024 * 1024  # bytes in a line from the server: /who in a big room is long
 CONNECT_TIMEOUT = 10.0  # seconds to establish the connection; then no timeouts at all
@@ -73,8 +82,10 @@ def receive(sock: socket.socket, terminal: Terminal, painter: Painter, keyboard:
 
 def send(sock: socket.socket, line: str) -> None:
     if line.strip():  # a blank line the server would ignore
-        with suppress(OSError):  # the connection is gone: the receiver says why, wakes us
+        try:
             sock.sendall(line.encode() + b"\n")
+        except OSError:
+            pass  # the connection is gone: the receiver sees it too, says why, wakes us
 
 
 def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
@@ -99,8 +110,10 @@ def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
             if isinstance(protocol.parse(line), protocol.Quit):
                 break
         terminal.stop()  # the user leaves: the server's last lines are shown, no prompt
-        with suppress(OSError):  # already gone, if it fails: the receiver has seen it
+        try:
             sock.shutdown(socket.SHUT_WR)  # the server reads EOF (or /quit) and closes
+        except OSError:
+            pass  # already gone: the receiver has seen it
         receiver.join(LEAVE_TIMEOUT)  # a server that does not close is not waited for longer
         return LEFT
     finally:
@@ -115,6 +128,30 @@ def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
 
 def address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def nick(text: str) -> str:
+    if problem := protocol.name_problem(text):
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The options, checked before connecting: a bad one is one line, and exit status 2."""
+    parser = argparse.ArgumentParser(
+        prog="python -m section_a.client",
+        description="Terminal client for the chat: type a line to send it, /help for the\n"
+        "commands. Line editing and history in a terminal, plain lines in a pipe.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's table
+        epilog=EXIT_STATUS,
+    )
+    parser.add_argument("--host", default=DEFAULT_HOST, help="the server (default: %(default)s)")
+    port = f"its port, {PORTS[0]} to {PORTS[1]:,} (default: %(default)s)"
+    parser.add_argument("--port", type=whole(*PORTS), default=DEFAULT_PORT, help=port)
+    parser.add_argument("--name", type=nick, help="take this name on arrival (sends /nick)")
+    parser.add_argument("--no-color", action="store_true", help="no colour (nor with NO_COLOR)")
+    parser.add_argument("--timestamps", action="store_true", help="the time (HH:MM) of each line")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,13 +1,11 @@
-"""The terminal the client's two threads share, under one lock, and our own line editor.
+"""The terminal the client's two threads share, under one lock; our own line editor.
 
-With stdin and stdout a terminal, the client edits the line itself: the terminal in
-non-canonical mode with echo off, each key read as it is typed (a blocking read), the
-line's text, cursor and history kept here and drawn by us. Otherwise (a pipe, a file)
-it reads and prints plain lines. The keyboard thread holds the lock to apply keys and
-draw the line; the receiver to erase the line, print above it, and draw it again, the
-cursor where it was. Neither holds it while waiting for anything but the terminal: a
-line typed is sent after the lock is let go. A line too long for its row scrolls
-sideways, so it is always one row, which ``\\r ESC [ K`` erases; wide characters count 2.
+With stdin and stdout a terminal, the client edits the line itself: non-canonical mode,
+echo off, each key read as typed, the line's text, cursor and history kept and drawn
+here. A line too long for its row scrolls sideways, so it is always one row, which
+``\r ESC [ K`` erases whole (a wide character counts two columns). In a pipe or a
+file: plain lines. A line typed is sent after the lock is let go: a slow server never
+holds up the printing.
 """
 
 from __future__ import annotations
