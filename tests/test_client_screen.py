@@ -231,7 +231,9 @@ def test_after_ctrl_z_the_line_is_drawn_and_edited_as_before(alone: Alone) -> No
     client = alone.client
     client.type("bcd")
     client.wait_prompt("bcd")
+    drawn = len(client.output)
     client.key("ctrl-z")
+    client.wait_until(lambda: b"> bcd" in client.output[drawn:], "the line drawn after the stop")
     client.type(K["ctrl-a"] + "a")  # not echoed by the kernel: our keys are back
     client.wait_prompt("abcd", len(PROMPT) + 1)
     client.key("enter")
