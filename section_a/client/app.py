@@ -12,20 +12,20 @@
     Ctrl-C, SIGTERM: shutdown(RDWR) -------------> recv() gives b"", it ends
     then join() it, and restore the terminal
 
-No select(), poll(), pipe or queue between the two: the terminal is the one thing
-they share, under one lock (terminal.py). The line editor there is our own, not
-readline: readline is not thread-safe (CPython runs it with the GIL released), so a
-receiver redrawing the line while the keyboard thread is inside readline would race
-on its buffers and on the screen. Ours keeps the line (text, cursor, history) in
-Python, touched only under the lock.
+No thread watches two things at once, and no pipe or queue runs between them: the
+terminal is the one thing they share, under one lock (terminal.py). The line editor
+there is our own, not readline: readline is not thread-safe (CPython runs it with the
+GIL released), so a receiver redrawing the line while the keyboard thread is inside
+readline would race on its buffers and on the screen. Ours keeps the line (text,
+cursor, history) in Python, and touches it only under the lock.
 
 A blocking read ends early for a signal sent to the thread in it (pthread_kill), and
 Python runs signal handlers in the main thread: so the keyboard thread is the main
 one. The handler raises SystemExit, which comes out of os.read(); a handler that
 returned would have the read retried (PEP 475). The receiver blocks SIGINT and
-SIGTERM, so the kernel gives them to the keyboard thread as well. Ctrl-C is a key
-(ISIG off): it ends the program between two keys, never in the middle of a redraw.
-The exit statuses are the client's contract with scripts: `--help` shows them.
+SIGTERM, so the kernel may only give them to the keyboard thread (POSIX lets it pick
+any thread that does not block them). Ctrl-C is a key (ISIG off), taken between two
+keys, never in the middle of a redraw. `--help` shows the exit statuses.
 """
 
 from __future__ import annotations

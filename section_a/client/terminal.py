@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import codecs
 import os
-import shutil
 import signal
 import sys
 import termios
@@ -166,7 +165,7 @@ class Terminal:
         """The prompt and the line, scrolled sideways to fit the row, the cursor in its place."""
         if not (self.editing and self.active):
             return ""
-        room = max(shutil.get_terminal_size().columns - len(PROMPT) - 1, 2)
+        room = max(os.get_terminal_size(sys.stdout.fileno()).columns - len(PROMPT) - 1, 2)
         widths = [width(char) for char in self._text]
         start, before = 0, sum(widths[: self._cursor])
         while before > room:  # the cursor past the right edge: start further along
