@@ -120,6 +120,17 @@ def test_many_lines_in_one_send_arrive_in_order(connect: Connect) -> None:
         bob.next_line_is(rf"^{alice.name}: {i} {word}$")
 
 
+def test_lines_said_around_a_command_in_one_send_keep_their_order(connect: Connect) -> None:
+    # One send of a few bytes is one read on loopback: the server gets a command between
+    # plain lines in one batch, and must not send the batch's plain lines before or after it.
+    alice, bob = join_room(connect, 2)
+    word = marker()
+    alice.send(f"one {word}\n/me two {word}\nthree {word}\n".encode())
+    bob.next_line_is(rf"^{alice.name}: one {word}$")
+    bob.next_line_is(rf"^\* {alice.name} two {word}$")
+    bob.next_line_is(rf"^{alice.name}: three {word}$")
+
+
 def test_a_raw_socket_is_a_client_with_no_handshake(server: ServerProcess) -> None:
     with socket.create_connection(server.address, timeout=DEADLINE) as raw:
         stream = raw.makefile("rb")
