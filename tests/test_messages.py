@@ -18,6 +18,22 @@ line_bytes = st.lists(
     ),
     max_size=12,
 ).map(b"".join)
+# Printable ASCII lines, the fast path's own case, with its odd starts (empty, a space, a
+# slash) likely: a list of lines above nearly always holds a byte that sends it the per-line
+# way, so the checks the fast path makes of plain lines would go untested without these.
+plain_ascii = st.characters(min_codepoint=0x20, max_codepoint=0x7E)
+plain_bytes = st.one_of(
+    st.text(plain_ascii, max_size=12),
+    st.tuples(st.sampled_from(["", " ", "/"]), st.text(plain_ascii, max_size=6)).map("".join),
+).map(str.encode)
+reads = st.one_of(
+    st.lists(plain_bytes, max_size=8), st.lists(st.one_of(plain_bytes, line_bytes), max_size=8)
+)
+# The lines the fast path is for, by its docstring: printable ASCII, not empty, not starting
+# with a space (the line may be blank) or a slash (a command).
+plain_lines = (
+    st.text(plain_ascii, min_size=1, max_size=12).filter(lambda t: t[0] not in " /").map(str.encode)
+)
 
 
 def per_line(sender: str, lines: list[bytes]) -> bytes | None:
@@ -31,11 +47,16 @@ def per_line(sender: str, lines: list[bytes]) -> bytes | None:
     return b"".join(out)
 
 
-@given(st.lists(line_bytes, max_size=8))
+@given(reads)
 def test_the_fast_path_says_what_the_per_line_path_says_or_steps_aside(lines: list[bytes]) -> None:
     fast = protocol.messages("alice", list(lines))
     if fast is not None:
         assert fast == per_line("alice", lines)
+
+
+@given(st.lists(plain_lines, min_size=1, max_size=8))
+def test_a_read_of_plain_lines_always_takes_the_fast_path(lines: list[bytes]) -> None:
+    assert protocol.messages("alice", list(lines)) == per_line("alice", lines)
 
 
 def test_a_read_of_ordinary_plain_lines_takes_the_fast_path() -> None:
