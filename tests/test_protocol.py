@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -161,6 +162,16 @@ def test_a_stream_with_no_newline_costs_at_most_one_line_of_memory() -> None:
         assert framer.pending <= 65
 
 
+def test_the_framer_says_whether_it_is_inside_an_overlong_line() -> None:
+    framer = LineFramer(max_line=4)
+    assert framer.discarding is False
+    framer.feed(b"too long")
+    assert framer.discarding is True
+    framer.feed(b" still\nok")
+    assert framer.discarding is False
+    assert framer.feed(b"\n") == [b"ok"]
+
+
 def test_a_line_at_the_limit_may_wait_for_the_lf_after_its_cr() -> None:
     framer = LineFramer(max_line=8)
     assert framer.feed(b"x" * 8 + b"\r") == []
@@ -187,7 +198,7 @@ def test_byte_by_byte_framing_matches_framing_at_once(stream: bytes, max_line: i
 
 
 @PROPERTY
-@given(stream=streams, limit=st.integers(1, 12))
+@given(stream=streams, limit=st.integers(0, 12))
 def test_the_framers_length_check_agrees_with_measuring_every_line(
     stream: bytes, limit: int
 ) -> None:
@@ -195,6 +206,47 @@ def test_the_framers_length_check_agrees_with_measuring_every_line(
     end = stream.rfind(b"\n")
     lines = stream[:end].split(b"\n") if end >= 0 else []
     assert _fits(stream, end, limit) == (max(map(len, lines), default=0) <= limit)
+
+
+@pytest.mark.parametrize(
+    ("stream", "limit", "fits"),
+    [
+        (b"\n" + b"x" * 4 + b"\n", 4, True),  # an empty line, then one at the limit
+        (b"\n" + b"x" * 5 + b"\n", 4, False),  # an empty line, then one a byte over it
+        (b"ab\n\n" + b"x" * 4 + b"\n", 4, True),  # the same, further on
+        (b"\n\n", 0, True),  # a limit of 0: empty lines only
+        (b"\nx\n", 0, False),
+    ],
+)
+def test_the_framers_length_check_at_its_edges(stream: bytes, limit: int, fits: bool) -> None:
+    assert _fits(stream, stream.rfind(b"\n"), limit) is fits
+
+
+class Searched(bytes):
+    """Bytes that count the searches made in them, and end a search that would never end."""
+
+    searches = 0
+
+    def _count(self) -> None:
+        self.searches += 1
+        assert self.searches <= len(self), "more searches than bytes: it goes round in circles"
+
+    def find(self, *args: Any) -> int:
+        self._count()
+        return super().find(*args)
+
+    def rfind(self, *args: Any) -> int:
+        self._count()
+        return super().rfind(*args)
+
+
+def test_the_framers_length_check_searches_once_per_limit_bytes_not_once_per_line() -> None:
+    # Its reason to be: a read of many short lines costs len / limit searches at C speed,
+    # not a step per line. Here 5,000 empty lines, then one over the limit at the end.
+    limit = 100
+    stream = Searched(b"\n" * 5000 + b"x" * (limit + 1) + b"\n")
+    assert not _fits(stream, len(stream) - 1, limit)
+    assert stream.searches <= 2 * len(stream) // limit
 
 
 @pytest.mark.parametrize(
