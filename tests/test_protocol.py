@@ -213,7 +213,7 @@ def test_the_framers_length_check_agrees_with_measuring_every_line(
     [
         (b"\n" + b"x" * 4 + b"\n", 4, True),  # an empty line, then one at the limit
         (b"\n" + b"x" * 5 + b"\n", 4, False),  # an empty line, then one a byte over it
-        (b"ab\n\n" + b"x" * 4 + b"\n", 4, True),  # the same, further on
+        (b"x" * 4 + b"\n\n" + b"x" * 4 + b"\n", 4, True),  # the same, further on
         (b"\n\n", 0, True),  # a limit of 0: empty lines only
         (b"\nx\n", 0, False),
     ],
