@@ -1,164 +1,171 @@
-"""What a connection has still to be sent: its backlog, and the one thread that drains them all.
+"""A reader's output: a send that never waits, a backlog, and a writer thread while it has one.
 
-Nobody ever blocks on a socket to send. Whoever writes to a reader (the room, in the
-sending client's thread) makes a non-blocking send; what the socket does not take
-at once waits in that reader's `Outbox`, and goes out before anything newer. The
-`Flusher`, one thread for the whole server, waits (epoll) for those sockets to
-drain and writes what waits.
+Whoever writes to a reader (the room, in the sending client's thread) must never
+wait for that reader. So a write is one send() that does not wait (MSG_DONTWAIT);
+what the socket does not take waits in the reader's `Outbox`, and anything newer
+goes behind it. A backlog has a thread of its own, the *writer*, made when the
+backlog appears and ended when it is empty; it blocks in send(), as any thread may,
+because nobody waits for it:
 
-    room (sender's thread) --send()--> Outbox --non-blocking send--> socket
-                                         |  (what did not fit)
-                                         v
-                                      backlog --Flusher thread, when writable--> socket
+    sender's thread                    writer thread (only while there is a backlog)
+    ---------------                    ----------------------------------------------
+    room.say() -> Outbox.send()        send(backlog)  blocks, at most PATIENCE a call
+        | send(MSG_DONTWAIT)               |  (SO_SNDTIMEO: the kernel ends the wait)
+        | the rest -> backlog              v
+        | starts the writer            judges its reader by lag.py after each send:
+        v                              caught up, stalled, or cut
+    Pace.wait(): while a reader lags   (the writer tells the Pace; the member's thread
+    and reads, its senders wait         joins the writer when it leaves)
 
-Why one flusher rather than the reader's own thread: that thread is blocked in
-recv(), and waking it to write would take a second descriptor per client (an
-eventfd), halving how many clients fit under the descriptor limit.
-
-A big block that goes to many readers is written once into a memfd (`SharedPages`),
-and each socket is handed those pages with sendfile(): the kernel then copies the
-bytes once, not once per reader. sendfile() cannot be told not to wait, so every
-client's socket is non-blocking (Python's timeout mode: its own recv() waits in poll()).
-
-An outbox also keeps what the rules of lag.py need to judge its reader: how big its
-backlog is, since when it has lagged, and when its socket last took anything. The
-room (room.py) does the judging.
+The `Pace` is where senders wait: the set of readers that lag and still read.
+Each writer adds its outbox when its reader starts lagging and removes it once it
+caught up, stalled or was cut; a sender waits until the set is empty. A reader
+that lags has a writer, whose sends return every PATIENCE at the latest, so a
+waiting sender is always woken by someone.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import select
 import socket
+import struct
 import threading
 import time
-from collections.abc import Callable
 
 from section_a.lag import LagRules
 from section_a.sockets import shut_down
 
-logger = logging.getLogger(__name__)
 
-# How many pieces of a backlog one writev() writes at most (the kernel's UIO_MAXIOV).
-MAX_PIECES = 1024
-# A block this big, for this many readers, is handed to every socket as the same pages
-# (sendfile); a smaller one, or for fewer, is copied into each: that costs less than the
-# memfd's fresh pages and the handing over.
-SHARE_MIN = 32 * 1024
-SHARE_READERS = 16
-# How long recv() waits in timeout mode before it says so; the reader then waits again.
-# Not a limit on anything: the mode is for sendfile(), and an idle client may idle for ever.
-RECV_TIMEOUT = 24 * 3600.0
+class Pace:
+    """The readers that lag and still read: a member who said a line waits while there are any."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._lagging: set[Outbox] = set()
+        self._open = True
+        self.waiting = 0  # senders waiting now (for logs and tests)
+        self.waits = 0  # how many times a sender had to wait, in all
+
+    def mark(self, outbox: Outbox, waited_for: bool) -> None:
+        with self._changed:
+            if waited_for:
+                self._lagging.add(outbox)
+            else:
+                self._lagging.discard(outbox)
+                if not self._lagging:
+                    self._changed.notify_all()
+
+    def wait(self) -> None:
+        """Return once no reader that reads lags (at once, mostly), or the room closes."""
+        with self._changed:
+            if self._lagging and self._open:
+                self.waits += 1
+                self.waiting += 1
+                self._changed.wait_for(lambda: not (self._lagging and self._open))
+                self.waiting -= 1
+
+    @property
+    def lagging(self) -> int:
+        """How many readers senders wait for now."""
+        return len(self._lagging)
+
+    def release(self) -> None:
+        """Nobody waits any more: the room is closing."""
+        with self._changed:
+            self._open = False
+            self._changed.notify_all()
 
 
 class Outbox:
-    """One connection's output: a non-blocking send, and what did not fit yet.
+    """What one reader has still to be sent, and the rules it is judged by."""
 
-    Every method may be called from any thread. Order is kept: while anything
-    waits, newer data goes behind it, never straight to the socket.
-    """
-
-    # One per client, most of them idle: slots and a list (empty, it holds no block,
-    # where a deque holds one from the start) keep an idle client small.
-    __slots__ = (
-        "_flusher", "_lock", "_pieces", "backlog", "closed", "fd", "lagging_since",
-        "last_taken", "on_caught_up", "reason", "rules", "sock",
-    )  # fmt: skip
-
-    def __init__(self, sock: socket.socket, rules: LagRules, flusher: Flusher) -> None:
+    def __init__(
+        self, sock: socket.socket, rules: LagRules, pace: Pace, name: str = "writer"
+    ) -> None:
         self.sock = sock
-        self.fd = sock.fileno()
+        self.name = name  # its writer thread's
         self.rules = rules
-        # The kernel's own buffer is part of what a stuck reader holds: bounded by the limit too.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rules.sendq)
-        # A non-blocking descriptor, for sendfile(); so the outbox writes to the descriptor
-        # (os.write), since the socket's own send() would wait in poll() for room.
-        sock.settimeout(RECV_TIMEOUT)
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            # Chat lines are small and wanted now: no Nagle delay waiting for an ACK.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.pace = pace
+        self.backlog = 0  # bytes given to send() that the socket has not taken yet
+        self.lagging_since = 0.0  # monotonic time it started to lag; 0.0: it does not
+        self.stalled_since = 0.0  # since when its socket took nothing; 0.0: it takes
         self.closed = False
-        self.reason = ""  # why the room cut this reader, for the log and the others
-        self.backlog = 0  # bytes waiting
-        self.lagging_since = 0.0  # when the backlog passed the limit; 0 while it is under
-        self.last_taken = time.monotonic()  # when the socket last took anything
-        self.on_caught_up: Callable[[Outbox], None] = _nobody
-        self._flusher = flusher
+        self.reason = ""  # why it was cut, if it was
+        self._pending: list[bytes] = []  # the backlog, less what the writer has in hand
+        self._writer: threading.Thread | None = None
+        self._writing = False
         self._lock = threading.Lock()
-        self._pieces: list[bytes] = []  # the backlog, oldest first
+        # Linux would let the kernel's buffer grow to 4 MiB: a stuck reader would hold
+        # that much more than --sendq says. And each blocking send waits PATIENCE at most.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rules.sendq)
+        seconds, fraction = divmod(rules.patience, 1.0)
+        timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
-    def send(self, data: bytes, pages: int = -1) -> bool:
-        """Send `data` now, or queue it behind what waits; never blocks.
-
-        `pages`, if given, is a descriptor that holds `data` from its start (`SharedPages`):
-        the socket is handed its pages rather than a copy. Returns True while the backlog
-        is over the limit (the reader lags).
-        """
+    def send(self, data: bytes) -> None:
+        """Send `data` after everything before it, without waiting for the reader."""
         with self._lock:
             if self.closed:
-                return False
-            if not self._pieces:
-                sent = self._send_now(data, pages)
-                if sent == len(data) or sent < 0:
-                    return False
-                data = data[sent:]
-                self._flusher.arm(self)
-            self._pieces.append(data)
-            self.backlog += len(data)
-            if not self.lagging_since and self.rules.lags(self.backlog):
-                self.lagging_since = time.monotonic()
-            return bool(self.lagging_since)
-
-    def flush(self) -> None:
-        """Write what waits, as much as the socket takes now (the flusher calls it)."""
-        with self._lock:
-            while self._pieces and not self.closed:
-                pieces = self._pieces[:MAX_PIECES]
+                return
+            if not self._writing:  # nothing waits: the socket may take it all at once
                 try:
-                    sent = os.writev(self.fd, pieces)
+                    sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     sent = 0
-                except OSError:
-                    self._close()  # the peer is gone; its own thread sees why, in recv()
+                except OSError:  # the peer is gone: its own thread finds out in recv()
+                    self._close()
                     return
-                self.last_taken = time.monotonic() if sent else self.last_taken
-                self.backlog -= sent
-                if sent < sum(map(len, pieces)):
-                    self._drop(sent)
-                    self._flusher.arm(self)  # the socket is full: the rest when it drains
-                    break
-                del self._pieces[: len(pieces)]
-            caught_up = bool(self.lagging_since) and self.rules.caught_up(self.backlog)
-            if caught_up:
-                self.lagging_since = 0.0
-        if caught_up:
-            self.on_caught_up(self)  # outside the lock: the room takes its own
+                if sent == len(data):
+                    return
+                data = data[sent:]
+                self._writing = True
+                self._writer = threading.Thread(target=self._write, name=self.name)
+                self._writer.start()
+            self._pending.append(data)
+            self.backlog += len(data)
+            why = self._judge(time.monotonic())
+        if why:
+            self.cut(why)
 
-    def _drop(self, sent: int) -> None:
-        # Called with the lock held: take `sent` bytes off the front of the backlog.
-        whole = 0
-        while sent >= len(self._pieces[whole]):
-            sent -= len(self._pieces[whole])
-            whole += 1
-        del self._pieces[:whole]
-        if sent:
-            self._pieces[0] = self._pieces[0][sent:]
+    def _write(self) -> None:
+        # The writer thread: blocking sends, until the backlog is empty or the reader goes.
+        while True:
+            with self._lock:
+                if self.closed or not self._pending:
+                    self._writing = False
+                    return
+                data = memoryview(b"".join(self._pending))
+                self._pending.clear()
+            while data:
+                try:
+                    sent = self.sock.send(data)  # at most PATIENCE: SO_SNDTIMEO
+                except BlockingIOError:  # it took nothing for PATIENCE
+                    sent = 0
+                except OSError:  # reset, or shut down to wake us: the reader is gone
+                    self.close()
+                    return
+                data = data[sent:]
+                with self._lock:
+                    if self.closed:
+                        return
+                    self.backlog -= sent
+                    now = time.monotonic()
+                    if sent:
+                        self.stalled_since = 0.0
+                    elif not self.stalled_since:  # nothing taken since the send began
+                        self.stalled_since = now - self.rules.patience
+                    why = self._judge(now)
+                if why:
+                    self.cut(why)
+                    return
 
-    def _send_now(self, data: bytes, pages: int) -> int:
-        # Called with the lock held: the bytes the socket took at once; -1 if the peer is gone.
-        try:
-            if pages >= 0:
-                sent = os.sendfile(self.fd, pages, 0, len(data))
-            else:
-                sent = os.write(self.fd, data)
-        except BlockingIOError:
-            return 0
-        except OSError:
-            self._close()
-            return -1
-        self.last_taken = time.monotonic()
-        return sent
+    def _judge(self, now: float) -> str:
+        # Called with the lock held: lag.py's rules applied; the Pace told; why to cut, or "".
+        if not self.lagging_since and self.rules.lags(self.backlog):
+            self.lagging_since = now
+        elif self.lagging_since and self.rules.caught_up(self.backlog):
+            self.lagging_since = 0.0
+        self.pace.mark(self, bool(self.lagging_since and not self.stalled_since))
+        return self.rules.why_cut(now, self.backlog, self.lagging_since, self.stalled_since)
 
     def cut(self, reason: str) -> None:
         """Give up on this reader: drop its backlog and wake its thread, which then leaves."""
@@ -169,119 +176,20 @@ class Outbox:
             self._close()
         shut_down(self.sock)
 
-    def close(self) -> None:
-        """Stop sending for good (its owner, before closing the socket)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Stop sending for good, and join the writer (the member's thread, as it leaves)."""
         with self._lock:
             self._close()
+            writer = self._writer
+        if writer is not None and writer is not threading.current_thread():
+            if writer.is_alive():
+                shut_down(self.sock)  # wakes its send(): close() would not
+            writer.join(timeout)
 
     def _close(self) -> None:
         # Called with the lock held.
         self.closed = True
-        self._pieces.clear()
+        self._pending.clear()
         self.backlog = 0
         self.lagging_since = 0.0
-        self._flusher.forget(self)
-
-
-def _nobody(outbox: Outbox) -> None:
-    """Whom an outbox tells that its reader caught up, until the room says."""
-
-
-class SharedPages:
-    """`data` in a memfd, whose pages `Outbox.send` hands to about `readers` sockets.
-
-    `with SharedPages(data, readers) as pages:` gives the descriptor, closed after, or -1
-    (each socket then gets a copy) for a block under SHARE_MIN bytes or fewer than
-    SHARE_READERS readers, where copies cost less, and when no descriptor or memory is
-    left for a memfd. A page a socket was handed stays in its buffer until sent, and
-    nothing writes to the memfd again, so it sends what was written.
-    """
-
-    __slots__ = ("fd",)  # a class, not a @contextmanager generator: made for every write
-
-    def __init__(self, data: bytes, readers: int) -> None:
-        self.fd = -1
-        if len(data) < SHARE_MIN or readers < SHARE_READERS:
-            return
-        try:
-            self.fd = os.memfd_create("round", os.MFD_CLOEXEC)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view) :]
-        except OSError:
-            self.__exit__()
-
-    def __enter__(self) -> int:
-        return self.fd
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-
-class Flusher:
-    """The one thread that writes backlogs as their sockets drain.
-
-    Outboxes `arm` themselves when they hold a backlog; the flusher waits in epoll
-    for any of those sockets to become writable (one-shot, so an idle writable
-    socket never spins it) and calls that outbox's `flush`.
-    """
-
-    def __init__(self) -> None:
-        self._epoll = select.epoll()
-        # An eventfd in the epoll set lets stop() wake the thread with no timeout loop.
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._epoll.register(self._wake, select.EPOLLIN)
-        self._outboxes: dict[int, Outbox] = {}
-        self._lock = threading.Lock()
-        self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="flusher")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def arm(self, outbox: Outbox) -> None:
-        """Flush `outbox` once its socket is writable (called with the outbox's lock held)."""
-        events = select.EPOLLOUT | select.EPOLLONESHOT
-        with self._lock:
-            if self._stopping:
-                return
-            if outbox.fd in self._outboxes:
-                self._epoll.modify(outbox.fd, events)
-            else:
-                self._outboxes[outbox.fd] = outbox
-                self._epoll.register(outbox.fd, events)
-
-    def forget(self, outbox: Outbox) -> None:
-        """Stop watching `outbox`, before its socket is closed and its number reused."""
-        with self._lock:
-            if self._outboxes.get(outbox.fd) is outbox:
-                del self._outboxes[outbox.fd]
-                if not self._stopping:
-                    self._epoll.unregister(outbox.fd)
-
-    def _run(self) -> None:
-        while True:
-            for fd, _ in self._epoll.poll():
-                if fd == self._wake:
-                    return  # stop() wrote to the eventfd
-                with self._lock:
-                    outbox = self._outboxes.get(fd)
-                if outbox is not None:
-                    outbox.flush()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """End the thread and release its descriptors; safe to call twice."""
-        with self._lock:
-            if self._stopping:
-                return
-            self._stopping = True
-            os.eventfd_write(self._wake, 1)
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        if self._thread.is_alive():
-            logger.error("flusher: still running after stop(); its descriptors are left open")
-            return  # closing them under it would turn its next wait into an error
-        self._epoll.close()
-        os.close(self._wake)
+        self.pace.mark(self, False)

@@ -7,17 +7,18 @@ holds a buffer of the size it asked for, so an idle client is read with a small 
 Flood control (``--rate``) is optional. A `TokenBucket` per client holds up to
 ``--burst`` tokens and refills at ``--rate`` a second; carrying out a line takes a
 token. Lines over the rate are not lost: the `RateLimitedReader` keeps reading the
-socket (so a flood is noticed) and holds the lines until their tokens come. What it
-holds is bounded too: past ``--recvq`` bytes of held lines the client is flooding,
-and is cut.
+socket (so a flood is noticed) and holds the lines until their tokens come. While
+it holds some, its recv() waits no longer than the next token (SO_RCVTIMEO: the
+kernel ends the wait). What it holds is bounded too: past ``--recvq`` bytes of held
+lines the client is flooding, and is cut.
 
 The bucket is pure state with an injectable clock, so it is tested without time.
 """
 
 from __future__ import annotations
 
-import select
 import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -47,12 +48,7 @@ class LineReader:
 
     def read(self) -> Events | None:
         """The lines of the next recv() (maybe none); None at EOF."""
-        while True:
-            try:
-                data = self.conn.recv(self._size)
-                break
-            except TimeoutError:  # the socket's timeout mode is for sending (outbox.py): wait on
-                continue
+        data = self.conn.recv(self._size)
         # Big reads for a burst of lines; small ones when idle, and while the framer
         # discards an over-long line (a flood with no newline then holds no big buffers).
         burst = len(data) >= IDLE_RECV_SIZE and not self.framer.discarding
@@ -103,7 +99,7 @@ class TokenBucket:
 class RateLimitedReader(LineReader):
     """Lines from a socket, no faster than a token bucket allows; a flood is cut."""
 
-    __slots__ = ("_eof", "_held", "_held_bytes", "bucket", "closing", "recvq")
+    __slots__ = ("_eof", "_held", "_held_bytes", "_timeout", "bucket", "closing", "recvq")
 
     def __init__(
         self,
@@ -120,6 +116,7 @@ class RateLimitedReader(LineReader):
         self._held: deque[bytes | Overlong] = deque()  # read, waiting for a token
         self._held_bytes = 0
         self._eof = False
+        self._timeout = 0  # microseconds of SO_RCVTIMEO set on the socket; 0: none
 
     def read(self) -> Events | None:
         while True:
@@ -127,11 +124,17 @@ class RateLimitedReader(LineReader):
                 granted = self.bucket.take(len(self._held))
                 if granted:
                     return [self._release() for _ in range(granted)]
-                if self._eof or not self._readable(self.bucket.delay()):
-                    continue  # the next token is due (a wait, not a spin: poll timed out)
-            if self._eof and (not self._held or self.closing.is_set()):
-                return None
-            events = super().read()
+            if self._eof:
+                if not self._held or self.closing.is_set():
+                    return None
+                self.closing.wait(self.bucket.delay())  # the socket says nothing more: wait
+                continue
+            # With lines held, wait for input no longer than the next token.
+            self._wait_at_most(self.bucket.delay() if self._held else None)
+            try:
+                events = super().read()
+            except BlockingIOError:  # the wait ran out: a token is due
+                continue
             if events is None:
                 self._eof = True  # the lines already read are still carried out
                 continue
@@ -146,10 +149,10 @@ class RateLimitedReader(LineReader):
         self._held_bytes -= len(event) if isinstance(event, bytes) else 0
         return event
 
-    def _readable(self, timeout: float) -> bool:
-        if self._eof:  # the socket would always be readable (EOF): wait for the token instead
-            self.closing.wait(timeout)
-            return False
-        poll = select.poll()  # not select(): a descriptor may be numbered past 1024
-        poll.register(self.conn, select.POLLIN)
-        return bool(poll.poll(timeout * 1000))
+    def _wait_at_most(self, seconds: float | None) -> None:
+        # SO_RCVTIMEO: recv() then fails with EAGAIN after `seconds` (0 in the option: never).
+        usec = 0 if seconds is None else max(1, round(seconds * 1_000_000))
+        if usec != self._timeout:
+            timeval = struct.pack("ll", *divmod(usec, 1_000_000))
+            self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            self._timeout = usec

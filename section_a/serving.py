@@ -260,8 +260,6 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
     except OSError as exc:
         return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
     chat, limits = make_room(args)
-    with signals_blocked():  # the flusher, like every thread but this one, leaves them to us
-        chat.start()
 
     # A Python function, not functools.partial: a call through C code nests one more
     # interpreter loop on the thread's C stack, a page more memory for every idle client.
@@ -272,7 +270,6 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
     server.serve(stop, ready=lambda: announce(listener))  # until SIGINT or SIGTERM
     chat.close()  # tell everyone, and wake every client's thread to leave
     stuck = server.close(STOP_TIMEOUT)
-    chat.stop(STOP_TIMEOUT)
     if stuck:
         logger.error("threads still running at exit: %s", ", ".join(stuck))
         os._exit(1)  # do not wait for them forever

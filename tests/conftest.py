@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from section_a.outbox import Flusher
 from tests.pty_client import PtyClient, Spawn
 from tests.servers import LineClient, ServerProcess
 
@@ -109,12 +108,3 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
     yield start
     for client in clients:
         client.close()
-
-
-@pytest.fixture
-def flusher() -> Iterator[Flusher]:
-    """A room's flusher thread on its own (no server), stopped and joined afterwards."""
-    flusher = Flusher()
-    flusher.start()
-    yield flusher
-    flusher.stop(5.0)
