@@ -21,10 +21,10 @@ from demo.probes import DEADLINE, DemoFailed
 from harness.proc import thread_count
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: demo/processes.py
-BASE_THREADS = {"section_a.server": 2, "section_c.server": 3}
+BASE_THREADS = {"section_a.server": 1, "section_c.server": 2}
 WHAT_BASE_IS = {
-    "section_a.server": "main (accepts) + the room's flusher",
-    "section_c.server": "main + the proactor's accept thread + the room's flusher",
+    "section_a.server": "main, which accepts",
+    "section_c.server": "main + the proactor's accept thread",
 }
 SENDQ = 16 * 1024  # bytes of backlog before a client is cut (the default is 1 MiB)
 MAX_LINE = 256  # bytes in a line (the default is 8 KiB)
@@ -53,7 +53,7 @@ class Server:
             self.proc.kill()
             raise DemoFailed(f"the server did not start: {line!r}\n{self.log_text()}")
         self.address = (match.group(1), int(match.group(2)))
-        self.base = BASE_THREADS.get(module, 2)
+        self.base = BASE_THREADS.get(module, 1)
 
     def log_text(self) -> str:
         self.log.seek(0)

@@ -26,6 +26,7 @@ waiting sender is always woken by someone.
 
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import threading
@@ -33,6 +34,8 @@ import time
 
 from section_a.lag import LagRules
 from section_a.sockets import shut_down
+
+logger = logging.getLogger(__name__)
 
 
 class Pace:
@@ -58,6 +61,7 @@ class Pace:
         """Return once no reader that reads lags (at once, mostly), or the room closes."""
         with self._changed:
             if self._lagging and self._open:
+                logger.debug("a sender waits: %d readers lag", len(self._lagging))
                 self.waits += 1
                 self.waiting += 1
                 self._changed.wait_for(lambda: not (self._lagging and self._open))

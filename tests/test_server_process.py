@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from uuid import uuid4
@@ -367,7 +368,7 @@ def test_shutdown_is_prompt_with_a_stuck_reader_and_a_half_sent_line(
     alice, bob = join(server, 2)
     [half] = join(server, 1, among=(alice, bob))
     join(server, 1, among=(alice, bob, half), rcvbuf=SMALL_RCVBUF)  # it never reads
-    for _ in range(PAST_KERNEL_BUFFERS // (128 << 10)):  # a backlog the flusher waits on
+    for _ in range(PAST_KERNEL_BUFFERS // (128 << 10)):  # a backlog its writer waits on
         pass_lines(alice, bob, 128 << 10)
     word = marker()
     alice.say(word)
@@ -384,20 +385,49 @@ def test_shutdown_is_prompt_with_a_stuck_reader_and_a_half_sent_line(
 def test_shutdown_is_prompt_while_the_room_lags_and_senders_are_paused(
     start_server: StartServer, join: Join
 ) -> None:
-    server = start_server("-v")
+    server = start_server("-v", "--sendq", "65536")
     [alice] = join(server, 1)
-    join(server, 2, among=[alice], rcvbuf=SMALL_RCVBUF)  # they never read: they will lag
+    readers = join(server, 2, among=[alice])
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket) -> None:  # they read, slowly: senders wait for them
+        sock.settimeout(0.01)
+        while not stop.is_set():
+            try:
+                if not sock.recv(1024):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            stop.wait(0.005)
+
+    threads = [threading.Thread(target=trickle, args=(r.sock,), daemon=True) for r in readers]
+    for thread in threads:
+        thread.start()
     alice.sock.setblocking(False)
     line = b"y" * 1000 + b"\n"
-    try:  # write until the server stops reading alice: it is paused, or its buffers are full
-        for _ in range(4000):
-            alice.sock.send(line * 16)
-    except BlockingIOError:
-        pass
-    wait_for(lambda: "a sender waits" in server.stderr(), "a sender to wait for the laggards")
-    code, seconds = stop_and_time(server, signal.SIGTERM)
+    try:
+        wait_for(
+            lambda: send_some(alice.sock, line * 16) or "a sender waits" in server.stderr(),
+            "a sender to wait for the laggards",
+        )
+        code, seconds = stop_and_time(server, signal.SIGTERM)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5.0)
     assert code == 0
     assert seconds < STOP_WITHIN
+
+
+def send_some(sock: socket.socket, data: bytes) -> bool:
+    """Send what the socket takes now; False (a wait_for goes on) whatever happened."""
+    try:
+        sock.send(data)
+    except BlockingIOError:
+        pass
+    return False
 
 
 @pytest.mark.parametrize("how", ["clean stop", "SIGKILL"])
@@ -511,7 +541,7 @@ def test_a_reader_that_resets_with_a_backlog_is_removed_cleanly(
     server = start_server("--sendq", str(LARGE_SENDQ))
     alice, bob = join(server, 2)
     [stuck] = join(server, 1, among=(alice, bob), rcvbuf=SMALL_RCVBUF)
-    for _ in range(PAST_KERNEL_BUFFERS // (128 << 10)):  # a backlog the flusher waits on
+    for _ in range(PAST_KERNEL_BUFFERS // (128 << 10)):  # a backlog its writer waits on
         pass_lines(alice, bob, 128 << 10)
     stuck.reset()
     alice.next_line_is(rf"^\* {stuck.name} left$")
