@@ -27,15 +27,15 @@ STAMPED = re.compile(rb"~L(\d{5}):(\d{7}):(\d{19}):")  # sender, number, send ti
 WELCOME = re.compile(rb"^\* welcome, (\S+)\.")
 
 
-def load_line(sender: int, seq: int, stamp_ns: int = 0) -> bytes:
-    """One load line: mark, sender, sequence number, send time, padding to LINE_SIZE.
+def load_line(sender: int, seq: int, stamp_ns: int = 0, size: int = LINE_SIZE) -> bytes:
+    """One load line: mark, sender, sequence number, send time, padding to `size` bytes.
 
     >>> line = load_line(7, 42, 12345)
     >>> len(line), line[:36]
     (64, b'~L00007:0000042:0000000000000012345:')
     """
     head = b"~L%05d:%07d:%019d:" % (sender, seq, stamp_ns)
-    return head.ljust(LINE_SIZE - 1, b".") + b"\n"
+    return head.ljust(size - 1, b".") + b"\n"
 
 
 def forwarded(name: str, payload: bytes) -> bytes:

@@ -163,6 +163,7 @@ class Swarm(Loop):
         until: Callable[[], object] | None = None,
         timeout: float = TIMEOUT,
         drain: float = DRAIN,
+        line_size: int = LINE_SIZE,
     ) -> Delivery:
         """Each sender sends `rate` lines a second for `duration` seconds; latency measured.
 
@@ -182,7 +183,8 @@ class Swarm(Loop):
         def ticker(sender: Client, first: float) -> Callable[[float], None]:
             def tick(now: float) -> None:
                 if sending and not sender.eof:
-                    line = load_line(sender.index, sent[sender.index], time.monotonic_ns())
+                    stamp = time.monotonic_ns()
+                    line = load_line(sender.index, sent[sender.index], stamp, line_size)
                     self.send(sender, line)
                     sent[sender.index] += 1
                     self._at(first + sent[sender.index] * period, tick)  # no drift

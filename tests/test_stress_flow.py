@@ -335,3 +335,47 @@ def test_one_stuck_reader_does_not_delay_the_others(
     record_property("p99_ms_with_stuck_reader", round(p99, 1))
     assert_everything_arrived(delivery)
     assert p99 < P99_MS
+
+
+BUSY = (5, 50.0, 8000)  # senders, lines a second each, bytes a line: 2 MB/s to every reader
+BUSY_ROOM = 20  # clients in the busy room, the stuck reader and the probe's two included
+
+
+def test_a_stuck_reader_in_a_busy_room_at_default_settings_costs_the_others_nothing(
+    start_server: StartServer, record_property: RecordProperty
+) -> None:
+    """The README's promise as a new user would try it: no option tuned for the test.
+
+    The room sends the stuck reader enough to fill its kernel buffers within a second
+    or two; from then on what it cannot take waits in the server, until it is cut. The
+    others' lines must not wait for it. Latency is the probe's: see `probe_p99_ms`.
+    """
+    senders_wanted, rate, size = BUSY
+    server = start_server()
+    stuck = stuck_reader(server.address)
+    with Swarm(server.address) as swarm:
+        members = swarm.connect(BUSY_ROOM - 3)
+        probe = Probe(server.address, PROBE_RATE)
+        swarm.sync()
+        assert swarm.who(members[0]) == BUSY_ROOM
+        probe.start()
+        delivery = swarm.steady(
+            members[:senders_wanted],
+            rate=rate,
+            duration=SIZES.steady_seconds,
+            until=lambda: cuts(server),  # and on, until the stuck reader is cut
+            timeout=max(CUT_WITHIN, SIZES.steady_seconds),
+            line_size=size,
+        )
+        latencies = probe.stop()
+    stuck.close()
+    assert len(latencies) == probe.sent > 0
+    p99 = p99_ms(latencies)
+    print(
+        f"\n{server.module}: {senders_wanted} senders x {rate:g}/s x {size} B, a stuck reader, "
+        f"defaults: {delivery.summary()}; probe p99 {p99:.1f} ms, max {max(latencies) * 1e3:.1f} ms"
+    )
+    record_property("p99_ms_busy_room_stuck_reader_defaults", round(p99, 1))
+    assert cuts(server) == 1, "the stuck reader was not cut"
+    assert_everything_arrived(delivery)
+    assert p99 < P99_MS
