@@ -111,7 +111,7 @@ class Outbox:
             if self.closed:
                 return
             if not self._writing:  # nothing waits: the socket may take it all at once
-                try:
+                try:  # one send that never waits: the room writes under its lock
                     sent = self.sock.send(data, socket.MSG_DONTWAIT)
                 except BlockingIOError:
                     sent = 0
