@@ -14,7 +14,9 @@ reader took anything, and judges it by these rules:
   it, so a reader that stopped reading costs the others at most PATIENCE, once.
 - A stalled reader that still takes nothing after STALL is cut: it stopped
   reading. So is one whose backlog passes HARD x --sendq meanwhile: nobody waits
-  for it, so without this its backlog would grow as fast as the room talks.
+  for it, so without this its backlog would grow as fast as the room talks. (HARD is
+  far above --sendq: a reader that reads may be past --sendq by a block from each
+  sender, and one that pauses for a moment in a busy room is stalled for that moment.)
 - A reader that lags for MAX_LAG is cut: it reads, but too slowly for the room.
 
 >>> rules = LagRules(sendq=1000, stall=1.0, max_lag=5.0)
@@ -22,11 +24,11 @@ reader took anything, and judges it by these rules:
 (True, False, True)
 >>> rules.why_cut(10.0, backlog=10, lagging_since=0.0, stalled_since=8.5)  # 1.5 s, nothing
 'nothing read for 1s with a backlog'
->>> rules.why_cut(10.0, backlog=4001, lagging_since=9.9, stalled_since=9.9)  # and a big one
-'backlog over 4000 bytes and nothing read'
+>>> rules.why_cut(10.0, backlog=16001, lagging_since=9.9, stalled_since=9.9)  # and a big one
+'backlog over 16000 bytes and nothing read'
 >>> rules.why_cut(10.0, backlog=2000, lagging_since=4.0, stalled_since=0.0)  # reads, lags 6 s
 'backlog over 1000 bytes for 5s'
->>> rules.why_cut(10.0, backlog=4001, lagging_since=9.5, stalled_since=0.0)  # it reads: stays
+>>> rules.why_cut(10.0, backlog=16001, lagging_since=9.5, stalled_since=0.0)  # it reads: stays
 ''
 """
 
@@ -38,7 +40,7 @@ SENDQ = 1024 * 1024  # bytes of backlog past which a reader lags (--sendq)
 PATIENCE = 0.1  # seconds one send may take nothing: then its reader is stalled
 STALL = 1.0  # seconds a reader may take nothing while bytes wait for it: then it is cut
 MAX_LAG = 5.0  # seconds a reader may lag: then it reads too slowly for the room
-HARD = 4  # times --sendq: the most a stalled reader's backlog may hold
+HARD = 16  # times --sendq: the most a stalled reader's backlog may hold
 
 
 @dataclass(frozen=True)

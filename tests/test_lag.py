@@ -26,11 +26,11 @@ def test_a_reader_that_took_nothing_for_the_stall_must_go() -> None:
 
 
 def test_a_stalled_reader_must_go_at_once_past_the_hard_limit() -> None:
-    assert RULES.why_cut(11.0, backlog=4001, lagging_since=10.9, stalled_since=10.9) == (
-        "backlog over 4000 bytes and nothing read"
+    assert RULES.why_cut(11.0, backlog=16001, lagging_since=10.9, stalled_since=10.9) == (
+        "backlog over 16000 bytes and nothing read"
     )
-    assert RULES.why_cut(11.0, backlog=4000, lagging_since=10.9, stalled_since=10.9) == ""
-    assert RULES.why_cut(11.0, backlog=9999, lagging_since=10.9, stalled_since=0.0) == ""
+    assert RULES.why_cut(11.0, backlog=16000, lagging_since=10.9, stalled_since=10.9) == ""
+    assert RULES.why_cut(11.0, backlog=99999, lagging_since=10.9, stalled_since=0.0) == ""
 
 
 def test_a_reader_that_lags_for_max_lag_must_go_though_it_reads() -> None:
@@ -48,4 +48,4 @@ def test_a_stopped_reader_is_told_so_even_when_it_has_lagged_long_too() -> None:
 
 def test_the_defaults_are_the_readmes() -> None:
     # README, "Server options": --sendq 1 MiB; "nothing read for 1 s", "lags for 5 s".
-    assert LagRules() == LagRules(sendq=1024 * 1024, patience=0.1, stall=1.0, max_lag=5.0, hard=4)
+    assert LagRules() == LagRules(sendq=1024 * 1024, patience=0.1, stall=1.0, max_lag=5.0, hard=16)
