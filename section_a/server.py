@@ -2,16 +2,17 @@
 
     main thread                        one thread per client
     -----------                        ---------------------
-    accept() --conn--> Thread(serve_client)  -->  recv() -> protocol -> room -> outboxes
+    accept() --conn--> Thread(serve_client)  -->  recv() -> protocol -> room -> sockets
        ^                                          (until EOF, /quit, cut, or shutdown)
        |  SIGINT/SIGTERM: shut the listener down (wakes accept); then the room is told
        |  to close (wakes every recv), every client thread is joined, and the exit is 0
 
 The main thread does nothing but accept: for every connection it starts a thread
 that runs `session.serve_client`, and keeps it in a set so that it can join it at
-shutdown (the thread removes itself when its client leaves). With n clients the
-process has n + 2 threads: the main thread, the n client threads, and the room's
-flusher, which writes what slow readers' sockets could not take at once.
+shutdown (the thread removes itself when its client leaves). With n idle clients
+the process has n + 1 threads: the main thread and the n client threads. A reader
+whose socket cannot take what the room sends it gets a writer thread of its own
+while it has a backlog (outbox.py); its client's thread joins it.
 Everything else, the options and the order of starting and stopping, both
 stages share (serving.py): `make diff` shows what stage C does instead.
 

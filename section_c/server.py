@@ -3,7 +3,7 @@
     main thread            proactor's accept thread       one thread per client
     -----------            ------------------------       ---------------------
     start_proactor() -->   accept() --conn--> Thread(serve_client) --> recv() -> protocol
-    wait for the stop                                                     -> room -> outboxes
+    wait for the stop                                                     -> room -> sockets
        |  SIGINT/SIGTERM: the room is told to close (wakes every recv), then
        |  stop_proactor() shuts the listener down (wakes accept), wakes and joins every thread
 
@@ -13,9 +13,9 @@ changed is who accepts and who owns the threads: stage A's main thread ran the
 accept loop and kept the client threads; here `start_proactor(listener, handler)`
 does both, and the main thread only waits for the signal to stop. What an accept
 error means is the same in both: stage B's one policy (section_b/accepting.py).
-With n clients the process has n + 2 threads of its own: the main thread, the
+With n idle clients the process has n + 2 threads: the main thread, the
 proactor's accept thread (one per listener; the server has one) and the n client
-threads, plus whatever threads stage A's room runs (serving.py starts them).
+threads; and, as in stage A, a writer for each reader while it has a backlog.
 
 Run it: python -m section_c.server --port 9034   (then: nc 127.0.0.1 9034)
 """
