@@ -12,9 +12,8 @@ passes:
                                               received, order, who was cut, lines/s, latency
 
 What the clients send and how they check it is lines.py; the verdicts are results.py.
-Every wait has a deadline, every loop ends, and clients only ever connect to the
-address they are given (loopback in the tests). Used by the stress tests and by
-`make bench` alike: nothing here imports pytest.
+Every wait has a deadline, every loop ends, and clients only ever connect to the address
+they are given (loopback in the tests). Used by the stress tests and `make bench` alike.
 """
 
 from __future__ import annotations
@@ -163,15 +162,15 @@ class Swarm(Loop):
         until: Callable[[], object] | None = None,
         timeout: float = TIMEOUT,
         drain: float = DRAIN,
-        line_size: int = LINE_SIZE,
+        size: int = LINE_SIZE,
     ) -> Delivery:
-        """Each sender sends `rate` lines a second for `duration` seconds; latency measured.
+        """Each sender sends `rate` lines a second (of `size` bytes) for `duration` seconds.
 
-        The senders' ticks are spread evenly over each period, not all at once.
-        Each line is stamped with `time.monotonic_ns()` when it is sent, and each
-        receiver takes its latency when it reads it. With `until`, sending goes on
-        past `duration` until `until()` holds (checked every 50 ms), but never past
-        `timeout`. Then the run waits at most `drain` seconds for the last lines.
+        The senders' ticks are spread evenly over each period, not all at once. Each
+        line is stamped with `time.monotonic_ns()` when it is sent, and each receiver
+        takes its latency when it reads it. With `until`, sending goes on past
+        `duration` until `until()` holds (checked every 50 ms), never past `timeout`;
+        then the run waits at most `drain` seconds for the last lines.
         """
         receivers = self.live if receivers is None else list(receivers)
         self._begin(receivers, {}, LATENCY)
@@ -183,8 +182,7 @@ class Swarm(Loop):
         def ticker(sender: Client, first: float) -> Callable[[float], None]:
             def tick(now: float) -> None:
                 if sending and not sender.eof:
-                    stamp = time.monotonic_ns()
-                    line = load_line(sender.index, sent[sender.index], stamp, line_size)
+                    line = load_line(sender.index, sent[sender.index], time.monotonic_ns(), size)
                     self.send(sender, line)
                     sent[sender.index] += 1
                     self._at(first + sent[sender.index] * period, tick)  # no drift
