@@ -66,8 +66,8 @@ class TerminalClient(Client):
         self._echoed = 0  # lines of the user's own typing seen on the screen
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
-        # A known terminal, no colour, no user readline settings: the same screen everywhere.
-        env = dict(os.environ, TERM="xterm", NO_COLOR="1", INPUTRC="/dev/null")
+        # A known terminal and no colour: the same screen everywhere.
+        env = dict(os.environ, TERM="xterm", NO_COLOR="1")
         env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
         try:
             self.proc = subprocess.Popen(
@@ -101,9 +101,8 @@ class TerminalClient(Client):
         return lines, not data
 
     def write(self, text: str) -> None:
-        # A line at a time, each once the prompt is back, as a person types. readline puts the
-        # terminal back in its ordinary mode while it hands a line over, so keys that came
-        # then would be echoed twice: once by the kernel, once by readline.
+        # A line at a time, each once the prompt is back, as a person types: what the
+        # screen shows then is one line's effect, easy to read back.
         for line in text.split("\n"):
             os.write(self._master, line.encode() + b"\r")  # Enter sends CR
             wait_until([self], self._prompt_after(self._echoed + 1), f"{self.label}'s prompt")
@@ -113,7 +112,7 @@ class TerminalClient(Client):
 
     @property
     def at_prompt(self) -> bool:
-        """The prompt is on screen: readline has the keyboard (typing now is not echoed twice)."""
+        """The prompt is on screen, and nothing typed after it: the client waits for a key."""
         return self.screen.current == PROMPT
 
     def exit_status(self) -> int:

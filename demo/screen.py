@@ -3,7 +3,7 @@
 The demo runs the client in a pseudo-terminal and reads what it writes there, escapes
 and all; `ScreenLines` turns that back into the lines a person would see. The tests
 use pyte for this; the demo runs on the standard library alone (`python -S`), so it
-keeps the few rules that one readline prompt needs.
+keeps the few rules that one line editor's prompt needs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import codecs
 class ScreenLines:
     """The lines a terminal shows, from what a program writes to it: just enough of a terminal.
 
-    Enough for a program that edits one line with readline: text overwrites at the
+    Enough for a program that edits one line in place: text overwrites at the
     cursor, CR goes back to the start of the line, LF ends it, backspace and ESC [ n C
     / D move along it, ESC [ K erases to its end; colours and other escapes do nothing,
     and nothing wraps (the terminal is made wide enough).

@@ -1,7 +1,7 @@
 """A process as the kernel sees it, read from /proc: threads, descriptors, memory, CPU.
 
 What a server says about itself proves nothing; the tests, the demos and the bench read
-these figures from the kernel instead. Linux only, like the servers' epoll.
+these figures from the kernel instead. Linux only, like the servers' socket options.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ Connect = Callable[..., LineClient]
 
 IDLE_FOR = 1.0  # seconds an idle process is watched
 IDLE_CPU = 0.02  # seconds of CPU it may use meanwhile: two clock ticks, for the reading itself
-# Times its threads may be switched to, in all, meanwhile. Waiting in recv(), accept(),
-# select() or epoll with no timeout, they should never be: 0 is what is measured here. A
+# Times its threads may be switched to, in all, meanwhile. Waiting in recv(), accept() or
+# read() with no timeout, they should never be: 0 is what is measured here. A
 # thread that woke to poll even 10 times a second would pass 10; the margin is for a stray
 # wake-up (a signal, a page fault that sleeps), not for a timer.
 IDLE_SWITCHES = 5
