@@ -11,8 +11,6 @@ socket (so a flood is noticed) and holds the lines until their tokens come. Whil
 it holds some, its recv() waits no longer than the next token (SO_RCVTIMEO: the
 kernel ends the wait). What it holds is bounded too: past ``--recvq`` bytes of held
 lines the client is flooding, and is cut.
-
-The bucket is pure state with an injectable clock, so it is tested without time.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 from section_a.protocol import LineFramer, Overlong
 
@@ -61,25 +58,18 @@ class Flooding(Exception):
 
 
 class TokenBucket:
-    """Flood control for one client: on average `rate` lines a second, `burst` at once.
+    """Flood control for one client: on average `rate` lines a second, `burst` at once."""
 
-    The bucket holds up to `burst` tokens and refills at `rate` a second; a line
-    takes a token. Pure state with an injectable clock, so it is tested without time.
-    """
+    __slots__ = ("_last", "_tokens", "burst", "rate")
 
-    __slots__ = ("_clock", "_last", "_tokens", "burst", "rate")
-
-    def __init__(
-        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, rate: float, burst: int) -> None:
         self.rate = rate
         self.burst = burst
-        self._clock = clock
         self._tokens = float(burst)
-        self._last = clock()
+        self._last = time.monotonic()
 
     def _refill(self) -> None:
-        now = self._clock()
+        now = time.monotonic()
         self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
         self._last = now
 

@@ -1,8 +1,8 @@
-"""Serving a chat, the same for both stages: options, logging, signals, limits, start and stop.
+"""Serving a chat, the same for both stages: options, logging, signals, start and stop.
 
 Stage A's and stage C's servers differ only in how connections are accepted and
-given threads; everything a user types or sees on the command line is here, so
-the two take the same options and behave the same from the outside.
+given threads (`make diff`); everything a user types or sees on the command line is
+here, so the two take the same options and behave the same from the outside.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeAlias
 
 from section_a import lag, protocol, room, session
 from section_a.options import whole
+from section_a.reader import LineReader, RateLimitedReader, TokenBucket
 
 logger = logging.getLogger("chat")
 
@@ -29,21 +30,14 @@ Handler: TypeAlias = Callable[[socket.socket, Any], None]  # serves one connecti
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9034
-STOP_TIMEOUT = 1.5  # seconds to end every thread; the process exits within 2 s of a signal
+STOP_TIMEOUT = 1.5  # seconds to end the client threads, once the room is closed
 STACK_SIZE = 256 * 1024  # bytes of stack per client thread: a client thread needs little
 RECVQ = 1024 * 1024  # bytes of a client's lines that --rate may hold back
-
-
-# The range of each numeric option. The limits are far past any use here (a value past
-# them is a typo), and keep the arithmetic done with them sane: a --rate of 1e-300
-# would mean a wait of 1e300 seconds, which no timeout can hold.
-PORTS = (0, 65535)
-MAX_CLIENTS_RANGE = (1, 1_000_000)
-MAX_LINE_RANGE = (1, 1024 * 1024)  # 1 MiB: the framer holds one line of it per client
-SENDQ_RANGE = (1, 1024 * 1024 * 1024)  # 1 GiB per client
-BURST_RANGE = (1, 1_000_000)
-RATE_RANGE = (0.001, 1_000_000.0)  # lines a second, or 0: off
 DEFAULT_BURST = 10
+MIB = 1024 * 1024
+# The ranges are far past any use (a value past them is a typo), and keep the arithmetic
+# done with the values sane: a --rate of 1e-300 would be a wait of 1e300 seconds.
+RATES = (0.001, 1_000_000.0)  # lines a second, or 0: off
 
 
 def parse_args(description: str, argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,52 +49,30 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
         "IPv6 and IPv4) to open the chat to your network. Any client that speaks lines "
         "of UTF-8 works: nc 127.0.0.1 9034",
     )
+
+    def number(option: str, low: int, high: int, default: int, text: str) -> None:
+        span = f"{low:,} to {high:,}"  # where `text` has {}: --help states every range
+        parser.add_argument(option, type=whole(low, high), default=default, help=text.format(span))
+
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on")
-    parser.add_argument(
-        "--port",
-        type=whole(*PORTS),
-        default=DEFAULT_PORT,
-        help=f"port to listen on, {span(PORTS)}; 0 takes a free one",
-    )
-    parser.add_argument(
-        "--max-clients",
-        type=whole(*MAX_CLIENTS_RANGE),
-        default=room.MAX_CLIENTS,
-        help=f"clients served at once, {span(MAX_CLIENTS_RANGE)}",
-    )
-    parser.add_argument(
-        "--max-line",
-        type=whole(*MAX_LINE_RANGE),
-        default=protocol.MAX_LINE,
-        help=f"longest line, in bytes, {span(MAX_LINE_RANGE)}",
-    )
-    parser.add_argument(
-        "--sendq",
-        type=whole(*SENDQ_RANGE),
-        default=lag.SENDQ,
-        help="bytes waiting for a client before what others say waits for it (one that "
-        "stopped reading is then disconnected), " + span(SENDQ_RANGE),
-    )
+    number("--port", 0, 65535, DEFAULT_PORT, "port to listen on, {}; 0 takes a free one")
+    number("--max-clients", 1, 1_000_000, room.MAX_CLIENTS, "clients served at once, {}")
+    # 1 MiB: the framer holds a line of up to --max-line bytes per client.
+    number("--max-line", 1, MIB, protocol.MAX_LINE, "longest line, in bytes, {}")
+    sendq = "bytes waiting for a client before what others say waits for it (one that "
+    number("--sendq", 1, 1024 * MIB, lag.SENDQ, sendq + "stopped reading is then disconnected), {}")
     parser.add_argument(
         "--rate",
         type=rate,
         default=0.0,
         metavar="LINES/S",
         help="flood control: lines a second each client may send (over it, its lines wait; "
-        f"past --recvq bytes waiting, it is disconnected), {span(RATE_RANGE)}; 0: off",
+        f"past --recvq bytes waiting, it is disconnected), {RATES[0]:g} to {RATES[1]:,.0f}; 0: off",
     )
-    parser.add_argument(
-        "--recvq",
-        type=whole(*SENDQ_RANGE),
-        default=RECVQ,
-        help="with --rate: bytes of a client's lines that may wait for their turn, "
-        + span(SENDQ_RANGE),
-    )
-    parser.add_argument(
-        "--burst",
-        type=whole(*BURST_RANGE),
-        default=DEFAULT_BURST,
-        help=f"with --rate: lines a client may send at once, {span(BURST_RANGE)}",
+    recvq = "with --rate: bytes of a client's lines that may wait for their turn, {}"
+    number("--recvq", 1, 1024 * MIB, RECVQ, recvq)
+    number(
+        "--burst", 1, 1_000_000, DEFAULT_BURST, "with --rate: lines a client may send at once, {}"
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
@@ -113,15 +85,9 @@ def parse_args(description: str, argv: list[str] | None = None) -> argparse.Name
     return args
 
 
-def span(bounds: tuple[float, float]) -> str:
-    """`1 to 1,000,000`: a range as --help states it."""
-    low, high = bounds
-    return f"{low:,g} to {high:,.0f}" if isinstance(low, float) else f"{low:,} to {high:,}"
-
-
 def rate(text: str) -> float:
     """An argparse type for --rate: 0 (off), or a finite number of lines a second in range."""
-    low, high = RATE_RANGE
+    low, high = RATES
     try:
         value = float(text)
     except ValueError:
@@ -135,45 +101,13 @@ def rate(text: str) -> float:
     return value
 
 
-def make_room(args: argparse.Namespace) -> tuple[room.ChatRoom, session.Limits]:
-    """The room the options describe, and the limits of every client's input."""
-    limits = session.Limits(args.max_line, args.rate, args.burst, args.recvq)
-    return room.ChatRoom(args.max_clients, lag.LagRules(sendq=args.sendq)), limits
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening socket; `::` also takes IPv4 where the system allows it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server(
-        (host, port), family=family, backlog=socket.SOMAXCONN, dualstack_ipv6=host == "::"
-    )
-
-
-def announce(listener: socket.socket) -> None:
-    """Print `listening on HOST:PORT`, once the server is ready, signal handlers included.
-
-    Printed, not logged: tests and scripts wait for this exact line on stdout.
-    """
-    host, port = listener.getsockname()[:2]
-    shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
-    print(f"listening on {shown}:{port}", flush=True)
-
-
 def raise_fd_limit() -> int:
-    """Raise the soft limit on open descriptors to the hard one, and return it.
-
-    A descriptor per client, in a server and in the tests' and bench's load generator.
-    """
+    """Raise the soft limit on open descriptors to the hard one (a descriptor per client)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         logger.info("raised the open-file limit from %d to %d", soft, hard)
     return hard
-
-
-def prepare_threads() -> None:
-    """Small stacks for client threads: call it before any thread is started."""
-    threading.stack_size(STACK_SIZE)  # the default 8 MiB is address space wasted
 
 
 # Signals in a threaded program. The kernel delivers a signal sent to the process to any
@@ -198,10 +132,9 @@ class SignalStop:
     """SIGINT or SIGTERM asks for the stop: `then(callback)` runs at it, `wait()` until it.
 
     The handlers are installed first thing, so that a signal that comes before the
-    server is ready neither kills it with the default action nor is lost: `then`
-    runs its callback at once if a signal came already. A callback runs inside a
-    signal handler, in the main thread, so it may only ask for things (set a flag,
-    wake a blocked call), and must take no lock the main thread could be holding.
+    server is ready neither kills it nor is lost: `then` runs its callback at once if
+    a signal came already. A callback runs inside the handler, in the main thread, so
+    it may only ask (set a flag, wake a blocked call), and take no lock.
     """
 
     def __init__(self) -> None:
@@ -226,48 +159,62 @@ class SignalStop:
             callback()
 
     def wait(self) -> None:
-        """Block until the stop is asked for (in the main thread: it takes the signals)."""
         os.read(self._read, 1)
 
 
 class ChatServer(Protocol):
-    """How a server accepts and gives each connection a thread (stage A and stage C)."""
+    """Stage A's and stage C's way of accepting: see run()."""
 
     def __init__(self, listener: socket.socket, handler: Handler) -> None: ...
-
-    def serve(self, stop: SignalStop, ready: Callable[[], None]) -> None:
-        """Accept connections and serve each with the handler until `stop` is asked for.
-
-        `ready()` is called once connections are accepted, every thread in place.
-        """
-
-    def close(self, timeout: float) -> list[str]:
-        """Join every connection's thread; the names of those still alive after `timeout`."""
+    def serve(self, stop: SignalStop, ready: Callable[[], None]) -> None: ...
+    def close(self, timeout: float) -> list[str]: ...
 
 
 def run(description: str, argv: list[str] | None, server_type: type[ChatServer]) -> int:
     """The life of a chat server process, from its command line to its exit status.
 
-    The same for both stages: only `server_type`, how connections are accepted and
-    given threads, differs.
+    Only `server_type` differs between the stages: it accepts on the listener and
+    runs the handler in a thread per connection; `serve()` calls `ready()` once it
+    accepts, and returns at the stop; `close()` joins every thread it started and
+    names those still alive after the timeout.
     """
     args = parse_args(description, argv)
     stop = SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
     raise_fd_limit()
-    prepare_threads()
-    try:
-        listener = listen(args.host, args.port)
+    threading.stack_size(STACK_SIZE)  # before any thread starts: 8 MiB is address space wasted
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    try:  # `::` also takes IPv4 where the system allows it
+        listener = socket.create_server(
+            (args.host, args.port),
+            family=family,
+            backlog=socket.SOMAXCONN,
+            dualstack_ipv6=args.host == "::",
+        )
     except OSError as exc:
-        return fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
-    chat, limits = make_room(args)
+        logger.error("cannot listen on %s:%s: %s", args.host, args.port, exc.strerror or exc)
+        return 1
+    chat = room.ChatRoom(args.max_clients, lag.LagRules(sendq=args.sendq))
 
     # A Python function, not functools.partial: a call through C code nests one more
     # interpreter loop on the thread's C stack, a page more memory for every idle client.
     def handler(conn: socket.socket, addr: Any) -> None:
-        session.serve_client(chat, limits, conn, addr)
+        framer = protocol.LineFramer(args.max_line)
+        reader = (
+            RateLimitedReader(
+                conn, framer, TokenBucket(args.rate, args.burst), args.recvq, chat.closing
+            )
+            if args.rate
+            else LineReader(conn, framer)
+        )
+        session.serve_client(chat, reader, addr)
+
+    def ready() -> None:  # printed, not logged: tests and scripts wait for this line
+        host, port = listener.getsockname()[:2]
+        shown = f"[{host}]" if listener.family == socket.AF_INET6 else host
+        print(f"listening on {shown}:{port}", flush=True)
 
     server = server_type(listener, handler)
-    server.serve(stop, ready=lambda: announce(listener))  # until SIGINT or SIGTERM
+    server.serve(stop, ready)  # until SIGINT or SIGTERM
     chat.close()  # tell everyone, and wake every client's thread to leave
     stuck = server.close(STOP_TIMEOUT)
     if stuck:
@@ -275,9 +222,3 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
         os._exit(1)  # do not wait for them forever
     logger.info("stopped; %d thread left", threading.active_count())
     return 0
-
-
-def fail(message: str) -> int:
-    """One clear line for an error a user can cause, and the exit status to return."""
-    logger.error("%s", message)
-    return 1

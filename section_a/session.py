@@ -1,6 +1,6 @@
 """One client's life, run in that client's own thread: join, read, act, leave.
 
-`serve_client(room, conn, addr)` is the whole job of a client thread, and it is
+`serve_client(room, reader, addr)` is the whole job of a client thread, and it is
 the same in both servers: stage A's accept loop starts a thread that runs it, and
 stage C's proactor does. It blocks in recv() on its own socket (a thread that
 waits costs no CPU), turns what arrives into lines (reader.py, protocol.py), and
@@ -14,40 +14,17 @@ a burst of plain text at C speed (`protocol.messages`), is most of the server's 
 
 from __future__ import annotations
 
-import logging
-import socket
-
 from section_a import protocol
 from section_a.protocol import Blank, Help, Invalid, Me, Nick, Overlong, Quit, Say, Whisper, Who
-from section_a.reader import Events, Flooding, LineReader, RateLimitedReader, TokenBucket
+from section_a.reader import Events, Flooding, LineReader
 from section_a.room import ChatRoom, Member
 
-logger = logging.getLogger(__name__)
 
-
-class Limits:
-    """What the server's options set for every client's input (serving.py fills it in)."""
-
-    def __init__(self, max_line: int, rate: float = 0.0, burst: int = 1, recvq: int = 0) -> None:
-        self.max_line = max_line
-        self.rate = rate  # lines a second per client; 0: no flood control
-        self.burst = burst
-        self.recvq = recvq  # bytes of lines held back by the rate before a client is cut
-
-
-def serve_client(room: ChatRoom, limits: Limits, conn: socket.socket, addr: object) -> None:
+def serve_client(room: ChatRoom, reader: LineReader, addr: object) -> None:
     """Serve one connection until it leaves, is cut, or the room closes."""
-    member = room.join(conn, addr)
+    member = room.join(reader.conn, addr)
     if member is None:
         return
-    framer = protocol.LineFramer(limits.max_line)
-    reader = (
-        RateLimitedReader(
-            conn, framer, TokenBucket(limits.rate, limits.burst), limits.recvq, room.closing
-        )
-        if limits.rate
-        else LineReader(conn, framer)
-    )
     why = cut = ""
     try:
         while True:
@@ -56,7 +33,7 @@ def serve_client(room: ChatRoom, limits: Limits, conn: socket.socket, addr: obje
                 # A last line cut short by the peer's end of input counts (as with readline);
                 # not when our own shutdown (the room closing, or a cut) ended the input.
                 if not (room.closing.is_set() or member.outbox.closed):
-                    handle(room, member, framer.finish())
+                    handle(room, member, reader.framer.finish())
                 break
             if not handle(room, member, events):
                 why = "quit"
@@ -77,33 +54,28 @@ def handle(room: ChatRoom, member: Member, events: Events) -> bool:
         room.say(member, block)
         return True
     said: list[bytes] = []  # plain lines, forwarded together
-
-    def forward() -> None:
-        if said:
-            room.say(member, b"".join(said))
-            said.clear()
-
     for event in events:
-        if isinstance(event, Overlong):
-            room.tell(
-                member,
-                protocol.error(f"line too long (over {event.limit} bytes); it was discarded"),
-            )
-            continue
-        command = protocol.parse(protocol.sanitise(event))
+        command = event if isinstance(event, Overlong) else protocol.parse(protocol.sanitise(event))
         if isinstance(command, Say):
             said.append(protocol.message(member.name, command.text))
             continue
-        forward()  # keep the order: what was said before a command goes out before it
+        if said:  # keep the order: what was said before a command goes out before it
+            room.say(member, b"".join(said))
+            said.clear()
         if not run(room, member, command):
             return False
-    forward()
+    if said:
+        room.say(member, b"".join(said))
     return True
 
 
-def run(room: ChatRoom, member: Member, command: protocol.Command) -> bool:
+def run(room: ChatRoom, member: Member, command: protocol.Command | Overlong) -> bool:
     """Carry out one command other than plain text; False for /quit."""
     match command:
+        case Overlong(limit):
+            room.tell(
+                member, protocol.error(f"line too long (over {limit} bytes); it was discarded")
+            )
         case Nick(name):
             problem = room.rename(member, name)
             room.tell(
