@@ -16,12 +16,6 @@ because nobody waits for it:
         v                              caught up, stalled, or cut
     Pace.wait(): while a reader lags   (the writer tells the Pace; the member's thread
     and reads, its senders wait         joins the writer when it leaves)
-
-The `Pace` is where senders wait: the set of readers that lag and still read.
-Each writer adds its outbox when its reader starts lagging and removes it once it
-caught up, stalled or was cut; a sender waits until the set is empty. A reader
-that lags has a writer, whose sends return every PATIENCE at the latest, so a
-waiting sender is always woken by someone.
 """
 
 from __future__ import annotations
@@ -39,11 +33,16 @@ logger = logging.getLogger(__name__)
 
 
 class Pace:
-    """The readers that lag and still read: a member who said a line waits while there are any."""
+    """The readers that lag and still read: a member who said a line waits while there are any.
+
+    A writer adds its outbox when its reader starts lagging and removes it once it
+    caught up, stalled or was cut. Its sends return every PATIENCE at the latest, so
+    a waiting sender is always woken by someone.
+    """
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
-        self._lagging: set[Outbox] = set()
+        self.lagging: set[Outbox] = set()
         self._open = True
         self.waiting = 0  # senders waiting now (for logs and tests)
         self.waits = 0  # how many times a sender had to wait, in all
@@ -51,26 +50,21 @@ class Pace:
     def mark(self, outbox: Outbox, waited_for: bool) -> None:
         with self._changed:
             if waited_for:
-                self._lagging.add(outbox)
+                self.lagging.add(outbox)
             else:
-                self._lagging.discard(outbox)
-                if not self._lagging:
+                self.lagging.discard(outbox)
+                if not self.lagging:
                     self._changed.notify_all()
 
     def wait(self) -> None:
         """Return once no reader that reads lags (at once, mostly), or the room closes."""
         with self._changed:
-            if self._lagging and self._open:
-                logger.debug("a sender waits: %d readers lag", len(self._lagging))
+            if self.lagging and self._open:
+                logger.debug("a sender waits: %d readers lag", len(self.lagging))
                 self.waits += 1
                 self.waiting += 1
-                self._changed.wait_for(lambda: not (self._lagging and self._open))
+                self._changed.wait_for(lambda: not (self.lagging and self._open))
                 self.waiting -= 1
-
-    @property
-    def lagging(self) -> int:
-        """How many readers senders wait for now."""
-        return len(self._lagging)
 
     def release(self) -> None:
         """Nobody waits any more: the room is closing."""
@@ -81,6 +75,22 @@ class Pace:
 
 class Outbox:
     """What one reader has still to be sent, and the rules it is judged by."""
+
+    __slots__ = (  # one per client: no __dict__ for each
+        "_lock",
+        "_pending",
+        "_writer",
+        "_writing",
+        "backlog",
+        "closed",
+        "lagging_since",
+        "name",
+        "pace",
+        "reason",
+        "rules",
+        "sock",
+        "stalled_since",
+    )
 
     def __init__(
         self, sock: socket.socket, rules: LagRules, pace: Pace, name: str = "writer"
