@@ -25,6 +25,7 @@ import socket
 import struct
 import threading
 import time
+from dataclasses import dataclass, field
 
 from section_a.lag import LagRules
 from section_a.sockets import shut_down
@@ -73,47 +74,32 @@ class Pace:
             self._changed.notify_all()
 
 
+@dataclass(eq=False, slots=True)  # one per client: slots, no __dict__ for each
 class Outbox:
     """What one reader has still to be sent, and the rules it is judged by."""
 
-    __slots__ = (  # one per client: no __dict__ for each
-        "_lock",
-        "_pending",
-        "_writer",
-        "_writing",
-        "backlog",
-        "closed",
-        "lagging_since",
-        "name",
-        "pace",
-        "reason",
-        "rules",
-        "sock",
-        "stalled_since",
-    )
+    sock: socket.socket
+    rules: LagRules
+    pace: Pace
+    name: str = "writer"  # its writer thread's
+    # Its state, from then on (0.0: not since any time):
+    backlog: int = 0  # bytes given to send() that the socket has not taken yet
+    lagging_since: float = 0.0  # monotonic time it started to lag
+    stalled_since: float = 0.0  # since when its socket took nothing
+    closed: bool = False
+    reason: str = ""  # why it was cut, if it was
+    _pending: list[bytes] = field(default_factory=list)  # the backlog, less the writer's hand
+    _writer: threading.Thread | None = None
+    _writing: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __init__(
-        self, sock: socket.socket, rules: LagRules, pace: Pace, name: str = "writer"
-    ) -> None:
-        self.sock = sock
-        self.name = name  # its writer thread's
-        self.rules = rules
-        self.pace = pace
-        self.backlog = 0  # bytes given to send() that the socket has not taken yet
-        self.lagging_since = 0.0  # monotonic time it started to lag; 0.0: it does not
-        self.stalled_since = 0.0  # since when its socket took nothing; 0.0: it takes
-        self.closed = False
-        self.reason = ""  # why it was cut, if it was
-        self._pending: list[bytes] = []  # the backlog, less what the writer has in hand
-        self._writer: threading.Thread | None = None
-        self._writing = False
-        self._lock = threading.Lock()
+    def __post_init__(self) -> None:
         # Linux would let the kernel's buffer grow to 4 MiB: a stuck reader would hold
         # that much more than --sendq says. And each blocking send waits PATIENCE at most.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, rules.sendq)
-        seconds, fraction = divmod(rules.patience, 1.0)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.rules.sendq)
+        seconds, fraction = divmod(self.rules.patience, 1.0)
         timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
     def send(self, data: bytes) -> None:
         """Send `data` after everything before it, without waiting for the reader."""
