@@ -14,9 +14,7 @@ reader took anything, and judges it by these rules:
   it, so a reader that stopped reading costs the others at most PATIENCE, once.
 - A stalled reader that still takes nothing after STALL is cut: it stopped
   reading. So is one whose backlog passes HARD x --sendq meanwhile: nobody waits
-  for it, so without this its backlog would grow as fast as the room talks. (HARD is
-  far above --sendq: a reader that reads may be past --sendq by a block from each
-  sender, and one that pauses for a moment in a busy room is stalled for that moment.)
+  for it, so without this its backlog would grow as fast as the room talks.
 - A reader that lags for MAX_LAG is cut: it reads, but too slowly for the room.
 
 >>> rules = LagRules(sendq=1000, stall=1.0, max_lag=5.0)

@@ -1,7 +1,5 @@
-"""An argparse type both command lines share: the servers' (serving.py) and the client's.
-
-A bad value gets one line saying why, and argparse exits with status 2 before anything
-starts; the same words for the same mistake, whichever program it is.
+"""An argparse type both command lines share, the servers' and the client's: the same words
+for the same mistake, one line, and exit status 2 (argparse's) before anything starts.
 """
 
 from __future__ import annotations

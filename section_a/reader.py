@@ -89,7 +89,7 @@ class TokenBucket:
 class RateLimitedReader(LineReader):
     """Lines from a socket, no faster than a token bucket allows; a flood is cut."""
 
-    __slots__ = ("_eof", "_held", "_held_bytes", "_timeout", "bucket", "closing", "recvq")
+    __slots__ = ("_eof", "_held", "_held_bytes", "bucket", "closing", "recvq")
 
     def __init__(
         self,
@@ -106,7 +106,6 @@ class RateLimitedReader(LineReader):
         self._held: deque[bytes | Overlong] = deque()  # read, waiting for a token
         self._held_bytes = 0
         self._eof = False
-        self._timeout = 0  # microseconds of SO_RCVTIMEO set on the socket; 0: none
 
     def read(self) -> Events | None:
         while True:
@@ -142,7 +141,5 @@ class RateLimitedReader(LineReader):
     def _wait_at_most(self, seconds: float | None) -> None:
         # SO_RCVTIMEO: recv() then fails with EAGAIN after `seconds` (0 in the option: never).
         usec = 0 if seconds is None else max(1, round(seconds * 1_000_000))
-        if usec != self._timeout:
-            timeval = struct.pack("ll", *divmod(usec, 1_000_000))
-            self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-            self._timeout = usec
+        timeval = struct.pack("ll", *divmod(usec, 1_000_000))
+        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)

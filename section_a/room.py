@@ -8,9 +8,8 @@ reader (outbox.py): what a socket does not take at once waits in that reader's
 backlog, which a thread of its own then writes.
 
 A member who said a line then waits, outside the lock, while any reader lags and
-still reads (lag.py): a room written faster than it is read slows its senders,
-whose clients then wait in TCP, rather than losing lines. Notices, replies and
-private lines never wait: they are small, and a thread that leaves must never wait.
+still reads (lag.py). Notices, replies and private lines never wait: they are
+small, and a thread that leaves must never wait.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from section_a import protocol
 from section_a.lag import LagRules
 from section_a.outbox import Outbox, Pace
-from section_a.sockets import peer_name, refuse, shut_down
+from section_a.sockets import peer_name, shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ class ChatRoom:
         self._members: dict[str, Member] = {}  # lower-cased name -> member, in joining order
         self._guests = itertools.count(1)
 
-    # ------------------------------------------------------------------ arriving, leaving
-
     def join(self, conn: socket.socket, addr: object) -> Member | None:
         """Admit a new connection under a guest name, or refuse it (None)."""
         peer = peer_name(addr)
@@ -73,7 +70,11 @@ class ChatRoom:
                 refusal = b""
         if refusal:
             logger.warning("refused %s: %s", peer, refusal.decode().strip())
-            refuse(conn, refusal)
+            try:
+                conn.send(refusal, socket.MSG_DONTWAIT)  # never waits: a refused peer may not read
+            except OSError:
+                pass  # it is being refused anyway: nothing more to tell it
+            shut_down(conn)
             return None
         logger.info(
             "%s joined from %s; %d clients, %d threads", name, peer, count, threading.active_count()
@@ -103,8 +104,6 @@ class ChatRoom:
             count,
             threading.active_count() - 1,
         )
-
-    # ------------------------------------------------------------------ lines
 
     def say(self, member: Member, data: bytes) -> None:
         """Give what `member` said to everyone else; return once no reader that reads lags."""
@@ -151,8 +150,6 @@ class ChatRoom:
         for member in self._members.values():
             if member is not skip:
                 member.outbox.send(data)
-
-    # ------------------------------------------------------------------ closing
 
     def close(self) -> None:
         """Tell everyone the server is going, and wake every member's thread to leave.

@@ -10,16 +10,10 @@
 The main thread does nothing but accept: for every connection it starts a thread
 that runs `session.serve_client`, and keeps it in a set so that it can join it at
 shutdown (the thread removes itself when its client leaves). With n idle clients
-the process has n + 1 threads: the main thread and the n client threads. A reader
-whose socket cannot take what the room sends it gets a writer thread of its own
-while it has a backlog (outbox.py); its client's thread joins it.
-Everything else, the options and the order of starting and stopping, both
-stages share (serving.py): `make diff` shows what stage C does instead.
-
-What an accept error means is stage B's policy (section_b/accepting.py), the same
-for both servers: out of descriptors or memory, back off; a peer that gave up,
-skip it; anything else, the listener is dead: log it, accept no more, and serve
-the clients who are here until the stop.
+the process has n + 1 threads, and a reader with a backlog a writer thread while
+it has one (outbox.py). What an accept error means is stage B's policy, the same
+for both servers (section_b/accepting.py). The options and the order of starting
+and stopping both stages share (serving.py): `make diff` shows what stage C does.
 
 Run it: python -m section_a.server --port 9034   (then: nc 127.0.0.1 9034)
 """

@@ -24,12 +24,3 @@ def peer_name(addr: object) -> str:
         host, port = addr[0], addr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(addr)
-
-
-def refuse(conn: socket.socket, line: bytes) -> None:
-    """Send one line to a connection that will not be served (never blocks)."""
-    try:
-        conn.send(line, socket.MSG_DONTWAIT)  # never waits: a refused peer may not read
-    except OSError:
-        pass  # it is being refused anyway; nothing more to tell it
-    shut_down(conn)
