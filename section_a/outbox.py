@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
 from section_a.lag import LagRules
-from section_a.sockets import shut_down
+from section_a.sockets import set_deadline, shut_down
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +96,7 @@ class Outbox:
         # Linux would let the kernel's buffer grow to 4 MiB: a stuck reader would hold
         # that much more than --sendq says. And each blocking send waits PATIENCE at most.
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.rules.sendq)
-        seconds, fraction = divmod(self.rules.patience, 1.0)
-        timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        set_deadline(self.sock, socket.SO_SNDTIMEO, self.rules.patience)
 
     def send(self, data: bytes) -> None:
         """Send `data` after everything before it, without waiting for the reader."""

@@ -16,12 +16,12 @@ lines the client is flooding, and is cut.
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 from collections import deque
 
 from section_a.protocol import LineFramer, Overlong
+from section_a.sockets import set_deadline
 
 # Bytes read at once: a burst of lines in one recv(), sent on to each reader in one send().
 RECV_SIZE = 64 * 1024
@@ -119,7 +119,7 @@ class RateLimitedReader(LineReader):
                 self.closing.wait(self.bucket.delay())  # the socket says nothing more: wait
                 continue
             # With lines held, wait for input no longer than the next token.
-            self._wait_at_most(self.bucket.delay() if self._held else None)
+            set_deadline(self.conn, socket.SO_RCVTIMEO, self.bucket.delay() if self._held else 0)
             try:
                 events = super().read()
             except BlockingIOError:  # the wait ran out: a token is due
@@ -137,9 +137,3 @@ class RateLimitedReader(LineReader):
         event = self._held.popleft()
         self._held_bytes -= len(event) if isinstance(event, bytes) else 0
         return event
-
-    def _wait_at_most(self, seconds: float | None) -> None:
-        # SO_RCVTIMEO: recv() then fails with EAGAIN after `seconds` (0 in the option: never).
-        usec = 0 if seconds is None else max(1, round(seconds * 1_000_000))
-        timeval = struct.pack("ll", *divmod(usec, 1_000_000))
-        self.conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
