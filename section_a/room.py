@@ -81,17 +81,17 @@ class ChatRoom:
         )
         return member
 
-    def leave(self, member: Member, why: str = "", cut: str = "") -> None:
+    def leave(self, member: Member, why: str = "") -> None:
         """Remove `member` (once) and tell the others, unless the room is closing.
 
-        `why` is for the log; `cut`, why the server disconnected the member, is for all.
+        `why` it left is for the log; why the server cut it (its outbox's reason), for all.
         """
         with self._lock:
             if self._members.get(member.name.lower()) is not member:  # it has left already
                 return
             del self._members[member.name.lower()]
             count = len(self._members)
-            cut = member.outbox.reason or cut
+            cut = member.outbox.reason
             if not self.closing.is_set():  # once closing, everyone is leaving: nobody to tell
                 self._broadcast(protocol.left(member.name, cut))
         member.outbox.close(LEAVE_TIMEOUT)  # ends and joins its writer, if it has one

@@ -25,7 +25,7 @@ def serve_client(room: ChatRoom, reader: LineReader, addr: object) -> None:
     member = room.join(reader.conn, addr)
     if member is None:
         return
-    why = cut = ""
+    why = ""
     try:
         while True:
             events = reader.read()
@@ -39,12 +39,12 @@ def serve_client(room: ChatRoom, reader: LineReader, addr: object) -> None:
                 why = "quit"
                 break
     except Flooding as exc:
-        cut = str(exc)
-        room.tell(member, protocol.error(f"{cut}; disconnected"))
+        room.tell(member, protocol.error(f"{exc}; disconnected"))
+        member.outbox.cut(str(exc))
     except OSError as exc:  # reset, or cut from another thread: the peer is gone either way
         why = exc.strerror or str(exc)
     finally:
-        room.leave(member, why, cut)
+        room.leave(member, why)
 
 
 def handle(room: ChatRoom, member: Member, events: Events) -> bool:
