@@ -333,6 +333,19 @@ def test_a_reader_that_stopped_reading_makes_nobody_wait_and_is_cut_after_the_st
     assert "nothing read for 0.3s" in bob.outbox.reason
 
 
+def test_a_stalled_reader_that_does_not_lag_may_stay(pair: Pair, rooms: Rooms) -> None:
+    rules = LagRules(sendq=SENDQ, patience=0.05, stall=0.2, max_lag=60.0)
+    room = rooms.make(rules)
+    alice, _ = join(rooms, room, pair, rcvbuf=SMALL_RCVBUF)  # it never reads
+    while alice.outbox.backlog < SENDQ // 4:  # past what the kernel holds, not past sendq
+        room.tell(alice, CHUNK)
+    wait_for(
+        lambda: alice.outbox.stalled_since and time.monotonic() - alice.outbox.stalled_since > 0.5,
+        "it to have taken nothing for more than the stall",
+    )
+    assert not alice.outbox.closed and not alice.outbox.lagging_since
+
+
 def test_a_reader_that_stops_while_a_sender_waits_for_it_holds_the_sender_for_patience_only(
     pair: Pair, rooms: Rooms
 ) -> None:

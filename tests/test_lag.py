@@ -18,11 +18,15 @@ def test_a_reader_has_caught_up_once_back_under_half() -> None:
     assert RULES.caught_up(0)
 
 
-def test_a_reader_that_took_nothing_for_the_stall_must_go() -> None:
-    assert RULES.why_cut(11.0, backlog=10, lagging_since=0.0, stalled_since=10.0) == (
-        "nothing read for 1s with a backlog"
+def test_a_reader_that_lags_and_took_nothing_for_the_stall_must_go() -> None:
+    assert RULES.why_cut(11.0, backlog=2000, lagging_since=10.5, stalled_since=10.0) == (
+        "backlog over 1000 bytes, nothing read for 1s"
     )
-    assert RULES.why_cut(11.0, backlog=10, lagging_since=0.0, stalled_since=10.01) == ""
+    assert RULES.why_cut(11.0, backlog=2000, lagging_since=10.5, stalled_since=10.01) == ""
+
+
+def test_a_stalled_reader_that_does_not_lag_may_stay() -> None:
+    assert RULES.why_cut(99.0, backlog=1000, lagging_since=0.0, stalled_since=10.0) == ""
 
 
 def test_a_stalled_reader_must_go_at_once_past_the_hard_limit() -> None:
