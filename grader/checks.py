@@ -1,0 +1,115 @@
+"""What a check is, and how one runs: a name, a rationale, a deadline, a verdict with evidence.
+
+A check is a function that returns `Verdict(passed, evidence)`: the evidence is one
+line a student can act on, what was measured next to what was expected. A check
+may also raise: `CannotRun` (the server did not start) gives passed = None, "could
+not run"; anything else a program under test can make happen (a reset, a dead
+server, an overrun deadline) gives a failed check with the reason, never a
+traceback. Each check has its own deadline, enforced by SIGALRM around it, so a
+server that hangs a check in a way the check did not foresee still costs only that.
+
+Server checks are registered in `checks_server.py` and `checks_load.py`, client
+checks in `checks_client.py`; `CHECKS` keeps them in the order of the card.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from grader.subject import CannotRun
+
+
+@dataclass
+class Verdict:
+    passed: bool | None
+    evidence: str
+
+
+@dataclass
+class Check:
+    name: str
+    kind: str  # "server" or "client"
+    rationale: str
+    deadline: float  # seconds
+    run: Callable[[Any], Verdict]
+
+
+@dataclass
+class Result:
+    name: str
+    passed: bool | None
+    required: bool
+    points: float
+    evidence: str
+    seconds: float
+
+
+CHECKS: dict[str, Check] = {}
+
+
+def check(
+    name: str, kind: str, rationale: str, deadline: float = 15.0
+) -> Callable[[Callable[[Any], Verdict]], Callable[[Any], Verdict]]:
+    """Register the decorated function as the check `name`."""
+
+    def register(function: Callable[[Any], Verdict]) -> Callable[[Any], Verdict]:
+        CHECKS[name] = Check(name, kind, rationale, deadline, function)
+        return function
+
+    return register
+
+
+class Failed(Exception):  # a verdict: the check failed, the message says how
+    """The check failed before its end; the message is its evidence."""
+
+
+class Overran(Exception):  # a verdict on the program: it made a check overrun
+    """A check ran past its deadline."""
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Raise `Overran` in the main thread if the block takes more than `seconds`."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise Overran(f"the check ran past its deadline of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_check(chosen: Check, subject: Any) -> Verdict:
+    """Run one check against `subject`; whatever happens becomes a verdict."""
+    try:
+        with deadline(chosen.deadline):
+            return chosen.run(subject)
+    except CannotRun as exc:
+        return Verdict(None, f"could not run: {exc}")
+    except (Failed, Overran) as exc:
+        return Verdict(False, _or_death(subject, str(exc)))
+    except (OSError, ValueError, LookupError) as exc:
+        # /proc gone (the program died), a reset, a refused connection: the program's doing.
+        return Verdict(False, _or_death(subject, f"{type(exc).__name__}: {exc}"))
+
+
+def _or_death(subject: Any, evidence: str) -> str:
+    """A dead server is the likelier cause of a failure than what the check saw of it."""
+    running = getattr(subject, "current", None)
+    death = running.died() if running is not None else ""
+    return f"{death}; {evidence}" if death else evidence
+
+
+def timed(chosen: Check, subject: Any) -> tuple[Verdict, float]:
+    began = time.monotonic()
+    verdict = run_check(chosen, subject)
+    return verdict, time.monotonic() - began

@@ -1,0 +1,214 @@
+"""The server checks under pressure: many clients, many lines, clients that misbehave.
+
+What a submission must survive beyond the quiet case: ten clients talking at once,
+a hundred in the room, a client that resets mid-line or leaves with unread data, one
+that stops reading, two hundred that come and go, and SIGINT. `stuck_reader` and
+`shutdown` go beyond the assignment's letter and are reported, not required, in the
+default scheme. Descriptors are counted in /proc/PID/fd, threads in /proc/PID/task.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+from grader.checks import Failed, Verdict, check
+from grader.probes import TOKEN, Crowd, Probe
+from grader.relaying import received_tokens, say_and_check, warm_up
+from grader.subject import Running, Subject
+
+SENDERS, LINES = 10, 100
+STUCK_LATENCY = 1.0  # seconds: a stuck reader may delay nobody's lines longer
+STUCK_SENDING = 2.5  # seconds of sending while one client reads nothing
+STUCK_RATE = 3000  # lines of 1 KB a second, while one client reads nothing
+CHURN, CHURN_BATCH = 200, 10
+BACK_TIMEOUT = 3.0  # seconds for threads and descriptors to come back to base
+
+
+@check("concurrent_senders", "server", "10 x 100 lines at once: all whole, each sender's in order")
+def concurrent_senders(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        probes = crowd.connect(SENDERS)
+        warm_up(crowd, probes)
+        sent: dict[int, list[bytes]] = {}
+        for probe in probes:
+            sent[probe.number] = [crowd.line(probe) for _ in range(LINES)]
+        for probe in probes:  # all queued before any is pumped: they go out together
+            crowd.send(probe, b"".join(text + b"\n" for text in sent[probe.number]))
+        marker = f"tk{crowd.tokens.run}".encode()
+        everything = (SENDERS - 1) * LINES
+        crowd.wait(lambda: all(p.received.count(marker) >= everything for p in probes), 10.0)
+        for probe in probes:
+            got: dict[int, list[bytes]] = {}
+            for sender, _, line in received_tokens(probe, crowd.tokens.run):
+                got.setdefault(sender, []).append(line)
+            for sender, texts in sent.items():
+                if sender != probe.number:
+                    _compare(probe, sender, texts, got.get(sender, []))
+    return Verdict(
+        True,
+        f"{SENDERS} clients x {LINES} lines at once: each line reached the "
+        f"{SENDERS - 1} others whole, each sender's in order",
+    )
+
+
+def _compare(probe: Probe, sender: int, texts: list[bytes], lines: list[bytes]) -> None:
+    """`lines` (what `probe` got from `sender`, in order) hold `texts` whole, in order."""
+    wanted = texts
+    position = 0
+    for line in lines:
+        if position < len(wanted) and wanted[position] in line:
+            position += 1
+    if position < len(wanted):
+        missing = wanted[position]
+        near = next((line for line in lines if missing[:18] in line), None)
+        how = f"it arrived as {near[:80]!r}" if near else "it never arrived (or out of order)"
+        raise Failed(
+            f"{probe} got {position} of client {sender}'s {len(wanted)} lines whole and in "
+            f"order; line {position + 1}: {how}"
+        )
+
+
+@check("many_clients", "server", "100 connected, a line reaches all 99 others")
+def many_clients(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        probes = crowd.connect(100)
+        warm_up(crowd, probes, timeout=5.0)
+        say_and_check(crowd, probes[0], timeout=5.0)
+    return Verdict(True, "with 100 clients connected, a line reached all 99 others")
+
+
+@check("disconnects", "server", "a reset mid-line, a close with unread data: it lives on")
+def disconnects(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        base = server.settled(server.fds)
+        alice, bob, resetter, unread = probes = crowd.connect(4)
+        warm_up(crowd, probes)
+        crowd.send(resetter, crowd.line(resetter)[:10])  # half a line, then gone
+        crowd.wait(lambda: False, 0.1)
+        crowd.close(resetter, reset=True)
+        crowd.stop_reading(unread)
+        for _ in range(20):
+            crowd.say(alice, filler=1000)
+        say_and_check(crowd, alice)
+        crowd.close(unread)  # with bytes unread: the kernel sends a reset
+        try:
+            say_and_check(crowd, alice)
+            say_and_check(crowd, bob)
+        except Failed as exc:
+            raise Failed(f"after a reset mid-line and a close with unread data: {exc}") from None
+        crowd.close(alice)
+        crowd.close(bob)
+        back, fds = _back(server, server.fds, base)
+        if not back:
+            return Verdict(
+                False,
+                f"{fds} descriptors {BACK_TIMEOUT:g} s after all 4 clients "
+                f"left, {base} before they came: a departed client's socket is kept",
+            )
+    return Verdict(
+        True, f"it lived on, the others chatted, and its descriptors came back to {base}"
+    )
+
+
+@check("stuck_reader", "server", "one client stops reading; the others get each line within 1 s")
+def stuck_reader(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        sender, *readers = probes = crowd.connect(3)
+        stuck = crowd.connect(1, rcvbuf=4096)[0]
+        warm_up(crowd, [*probes, stuck])
+        crowd.stop_reading(stuck)
+        arrivals = Arrivals(readers, crowd.tokens.run)
+        outstanding: dict[tuple[int, int], float] = {}  # sent, not yet everywhere: when sent
+        began, seq = time.monotonic(), 0
+        while time.monotonic() - began < STUCK_SENDING or outstanding:
+            # Lines of 1 KB, 32 at a time, STUCK_RATE a second: several MB in all, more
+            # than the kernel buffers for the stuck reader.
+            elapsed = time.monotonic() - began
+            if elapsed < STUCK_SENDING and seq < elapsed * STUCK_RATE:
+                for _ in range(32):
+                    seq += 1
+                    crowd.say(sender, seq=seq, filler=1000)
+                    outstanding[(sender.number, seq)] = time.monotonic()
+            crowd.pump(0.01)
+            arrivals.update(outstanding)
+            if outstanding:
+                (_, number), at = min(outstanding.items(), key=lambda item: item[1])
+                if (age := time.monotonic() - at) > STUCK_LATENCY:
+                    return Verdict(
+                        False,
+                        f"with {stuck} not reading, line {number} from "
+                        f"{sender} had not reached all the others after {age:.1f} s "
+                        f"({seq} lines of 1 KB sent)",
+                    )
+    return Verdict(
+        True,
+        f"with {stuck} not reading, {seq} lines of 1 KB reached the others, "
+        f"each within {STUCK_LATENCY:g} s",
+    )
+
+
+class Arrivals:
+    """Which token lines have reached every one of `readers`, reading only new lines."""
+
+    def __init__(self, readers: list[Probe], run: str) -> None:
+        self.readers = readers
+        self.run = run.encode()
+        self.seen: dict[int, set[tuple[int, int]]] = {r.number: set() for r in readers}
+        self.done: dict[int, int] = {r.number: 0 for r in readers}
+
+    def update(self, outstanding: dict[tuple[int, int], float]) -> None:
+        """Read the readers' new lines; drop from `outstanding` what is now everywhere."""
+        for reader in self.readers:
+            lines = reader.complete_lines()
+            for line in lines[self.done[reader.number] :]:
+                for match in TOKEN.finditer(line):
+                    if match.group(1) == self.run:
+                        self.seen[reader.number].add((int(match.group(2)), int(match.group(3))))
+            self.done[reader.number] = len(lines)
+        for key in list(outstanding):
+            if all(key in seen for seen in self.seen.values()):
+                del outstanding[key]
+
+
+@check("churn", "server", "200 connect-say-leave cycles: alive, threads and descriptors back")
+def churn(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        threads, fds = server.settled(server.threads), server.settled(server.fds)
+        for _ in range(CHURN // CHURN_BATCH):
+            batch = crowd.connect(CHURN_BATCH)
+            for probe in batch:
+                crowd.say(probe)
+            crowd.pump(0.0)
+            for probe in batch:
+                crowd.close(probe)
+        if not server.alive():
+            return Verdict(False, server.died())
+        back_threads, now_threads = _back(server, server.threads, threads)
+        back_fds, now_fds = _back(server, server.fds, fds)
+        pair = crowd.connect(2)
+        warm_up(crowd, pair)
+        say_and_check(crowd, pair[0])
+    evidence = (
+        f"after {CHURN} cycles: threads {threads} -> {now_threads}, "
+        f"descriptors {fds} -> {now_fds} (back to base expected); two new clients chat"
+    )
+    return Verdict(back_threads and back_fds, evidence)
+
+
+@check("shutdown", "server", "SIGINT (Ctrl-C) ends it within 2 s", deadline=10)
+def shutdown(subject: Subject) -> Verdict:
+    with subject.start() as server, Crowd(server.address) as crowd:
+        warm_up(crowd, crowd.connect(3))
+        server.program.signal(signal.SIGINT)  # to the group, as Ctrl-C in its terminal
+        began = time.monotonic()
+        crowd.wait(lambda: not server.alive(), 2.0)
+        took = time.monotonic() - began
+        if server.alive():
+            return Verdict(False, "still running 2 s after SIGINT")
+        return Verdict(True, f"ended {took:.2f} s after SIGINT ({server.program.ending()})")
+
+
+def _back(server: Running, read: Callable[[], int], goal: int) -> tuple[bool, int]:
+    return server.reaches(read, goal, BACK_TIMEOUT)

@@ -1,0 +1,100 @@
+"""Whether a line was relayed, and what arrived instead: the verbs the server checks share.
+
+`relayed(crowd, sender, text)` is the assignment's promise for one line: its text,
+whole, in one line of every other probe's input. `warm_up` proves every probe is in
+the room before a check counts on it (a server may accept before it registers a
+client, and a line sent in that moment is lost through no fault of the relay).
+`arrived_instead` is the evidence when a line did not arrive: what the probe did get
+that looks like it, or its last line.
+"""
+
+from __future__ import annotations
+
+from grader.checks import Failed
+from grader.probes import TOKEN, Crowd, Probe
+
+RELAY_TIMEOUT = 2.0  # seconds for a line to reach every other client
+SHOWN = 100  # characters of received bytes shown in evidence
+
+
+def others(crowd: Crowd, sender: Probe) -> list[Probe]:
+    return [p for p in crowd.probes if p is not sender and p.reading and not p.eof]
+
+
+def missing(
+    crowd: Crowd, sender: Probe, text: bytes, among: list[Probe] | None = None
+) -> list[Probe]:
+    """The probes (other than `sender`) whose input does not hold `text` whole."""
+    return [probe for probe in (among or others(crowd, sender)) if not probe.has(text)]
+
+
+def relayed(
+    crowd: Crowd, sender: Probe, text: bytes, timeout: float = RELAY_TIMEOUT
+) -> list[Probe]:
+    """Wait for `text` (sent by `sender`) to reach every other probe; those it did not reach."""
+    crowd.wait(lambda: not missing(crowd, sender, text), timeout)
+    return missing(crowd, sender, text)
+
+
+def say_and_check(crowd: Crowd, sender: Probe, timeout: float = RELAY_TIMEOUT) -> None:
+    """`sender` says a line; `Failed` unless every other probe gets it whole in time."""
+    text = crowd.say(sender)
+    lost = relayed(crowd, sender, text, timeout)
+    if lost:
+        raise Failed(not_relayed(crowd, sender, text, lost, timeout))
+
+
+def not_relayed(crowd: Crowd, sender: Probe, text: bytes, lost: list[Probe], timeout: float) -> str:
+    reached = len(others(crowd, sender)) - len(lost)
+    first = lost[0]
+    return (
+        f"a line from {sender} reached {reached} of {len(others(crowd, sender))} others "
+        f"within {timeout:g} s; {first} got {arrived_instead(first, text)}"
+    )
+
+
+def arrived_instead(probe: Probe, text: bytes) -> str:
+    """What `probe` got that bears on `text`: the start of the text, or its last bytes."""
+    if probe.eof and not probe.received:
+        return f"nothing, and the server closed the connection{_why(probe)}"
+    head = text[:12]  # "tk", the run and the sender: any piece of this line starts so
+    where = bytes(probe.received).find(head)
+    if where >= 0:
+        start = bytes(probe.received).rfind(b"\n", 0, where) + 1
+        return repr(bytes(probe.received[start : start + SHOWN]))
+    if not probe.received:
+        return "nothing"
+    return f"no trace of it; its last bytes: {bytes(probe.received[-SHOWN:])!r}"
+
+
+def _why(probe: Probe) -> str:
+    return f" ({probe.error})" if probe.error else ""
+
+
+def warm_up(crowd: Crowd, newcomers: list[Probe], timeout: float = 3.0) -> None:
+    """Prove the room is whole: the last newcomer's line reaches every other probe.
+
+    A thread-per-client server may add client 9 before client 8, so waiting for the
+    last one's line is not enough alone: it must reach all the others, which proves
+    that all of them are in the room; the newcomer is, since its line was read.
+    """
+    if not newcomers or len(crowd.probes) < 2:
+        return
+    last = newcomers[-1]
+    text = crowd.say(last)
+    lost = relayed(crowd, last, text, timeout)
+    if lost:
+        raise Failed(
+            "the clients never were all in one room: "
+            + not_relayed(crowd, last, text, lost, timeout)
+        )
+
+
+def received_tokens(probe: Probe, run: str) -> list[tuple[int, int, bytes]]:
+    """(sender, seq, line) for every token of run `run` in `probe`'s whole lines, in order."""
+    found = []
+    for line in probe.complete_lines():
+        for match in TOKEN.finditer(line):
+            if match.group(1).decode() == run:
+                found.append((int(match.group(2)), int(match.group(3)), line))
+    return found
