@@ -13,8 +13,8 @@ deadline. The grader is a tool, not the product: it may multiplex.
 
     >>> tokens = Tokens("ab12cd")
     >>> tokens.line(3, 7)
-    b'tkab12cds003n00007-~~~~~~~~~~~'
-    >>> Tokens.parse(b"guest-1: tkab12cds003n00007-~~~~~~~~~~~")
+    b'tkab12cds003n00007-~~~~~~'
+    >>> Tokens.parse(b"guest-1: tkab12cds003n00007-~~~~~~")
     [(3, 7)]
 """
 

@@ -21,7 +21,7 @@ MAX_DIFF = 70  # changed lines of code between the two servers
 MAX_MODULE = 300  # lines in any module of the product or the bench
 STAGES = ("section_a", "section_b", "section_c")
 TOOLS = ("demo", "harness", "bench", "grader", "tests")  # top-level packages beside the stages
-PACKAGES = (*STAGES, "bench", "harness", "demo")
+PACKAGES = (*STAGES, "bench", "harness", "demo", "grader")
 
 pytestmark = pytest.mark.timeout(30)
 
