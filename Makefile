@@ -6,6 +6,9 @@ VENV        ?= .venv
 HOST        ?= 127.0.0.1
 PORT        ?= 9034
 PYTEST_ARGS ?=
+SERVER      ?=
+CLIENT      ?=
+GRADE_ARGS  ?=
 
 VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -27,6 +30,9 @@ help:
 	@echo "  make diff        what the proactor changed: stage A server vs stage C server"
 	@echo "  make stress      the stress suite at full size (long)"
 	@echo "  make bench       A, C, an asyncio baseline and two reference relays (~15 min)"
+	@echo "  make grade SERVER='./server {port}' [CLIENT='./client {host} {port}']"
+	@echo "                   grade any server and client of the assignment (README: Grading)"
+	@echo "  make grade       grade ours: stage A, stage C and the client, which score full marks"
 	@echo "  make lint        ruff and mypy"
 	@echo "  make mutate      mutation testing of the pure modules (mutmut; docs/mutation.md)"
 	@echo "  make clean       remove $(VENV) and caches"
@@ -104,6 +110,22 @@ test: $(STAMP)
 .PHONY: bench
 bench: $(STAMP)
 	$(VPY) -m bench.run
+
+# The grader (README: Grading): any submission's server and client, or with neither given,
+# ours: stage A, stage C and the client, all held to full marks (--all-required), as CI runs it.
+OURS := --all-required \
+	--server '$(PYTHON) -m section_a.server --port {port}' \
+	--server '$(PYTHON) -m section_c.server --port {port}' \
+	--client '$(PYTHON) -m section_a.client --host {host} --port {port}'
+
+.PHONY: grade
+grade:
+ifeq ($(SERVER)$(CLIENT),)
+	$(PYTHON) -m grader $(OURS) $(GRADE_ARGS)
+else
+	$(PYTHON) -m grader $(if $(SERVER),--server '$(SERVER)') $(if $(CLIENT),--client '$(CLIENT)') \
+		$(GRADE_ARGS)
+endif
 
 # The stress suite at full size: 10,000 clients where descriptors allow, long runs.
 .PHONY: stress

@@ -104,6 +104,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run everything in a network namespace of its own (unshare)",
     )
+    parser.add_argument(
+        "--all-required",
+        action="store_true",
+        help="every check counts as required: exit 0 only with full marks",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print the cards only")
     args = parser.parse_args(argv)
     if not args.server and not args.client:
@@ -142,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         scheme = load(args.scheme, CHECKS)
+        if args.all_required:
+            scheme = {name: Weight(weight.points, True) for name, weight in scheme.items()}
     except SchemeError as exc:
         print(f"python -m grader: {exc}", file=sys.stderr)
         return USAGE

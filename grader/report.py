@@ -93,7 +93,7 @@ def terminal(card: Card) -> str:
 
 def side_by_side(cards: list[Card]) -> str:
     """One row per check, one column per card: 'pass', 'FAIL' or 'n/a', then the scores."""
-    names = [name for name in CHECKS if any(r.name == name for c in cards for r in c.results)]
+    names = list(dict.fromkeys(r.name for card in cards for r in card.results))  # card order
     heads = [f"#{i + 1}" for i in range(len(cards))]
     rows = [["check", *heads]]
     for name in names:
