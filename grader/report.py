@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.checks import CHECKS, Result
+from grader.checks import Result
 
 MARKS = {True: "pass", False: "FAIL", None: "n/a "}
 
