@@ -8,6 +8,7 @@ server, an overrun deadline) gives a failed check with the reason, never a
 traceback. Each check has its own deadline, enforced by SIGALRM around it, so a
 server that hangs a check in a way the check did not foresee still costs only that.
 
+`Failed` (from subject.py, beside `CannotRun`) ends a check early with its evidence.
 Server checks are registered in `checks_server.py` and `checks_load.py`, client
 checks in `checks_client.py`; `CHECKS` keeps them in the order of the card.
 """
@@ -21,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from grader.subject import CannotRun
+from grader.subject import CannotRun, Failed
 
 
 @dataclass
@@ -64,10 +65,6 @@ def check(
     return register
 
 
-class Failed(Exception):  # a verdict: the check failed, the message says how
-    """The check failed before its end; the message is its evidence."""
-
-
 class Overran(Exception):  # a verdict on the program: it made a check overrun
     """A check ran past its deadline."""
 
@@ -100,13 +97,15 @@ def run_check(chosen: Check, subject: Any) -> Verdict:
     except (OSError, ValueError, LookupError) as exc:
         # /proc gone (the program died), a reset, a refused connection: the program's doing.
         return Verdict(False, _or_death(subject, f"{type(exc).__name__}: {exc}"))
+    except Exception as exc:  # the grader's own bug: a verdict of "could not run", not a crash
+        return Verdict(None, f"could not run: the grader failed ({type(exc).__name__}: {exc})")
 
 
 def _or_death(subject: Any, evidence: str) -> str:
     """A dead server is the likelier cause of a failure than what the check saw of it."""
     running = getattr(subject, "current", None)
     death = running.died() if running is not None else ""
-    return f"{death}; {evidence}" if death else evidence
+    return f"{death}; {evidence}" if death and death not in evidence else evidence
 
 
 def timed(chosen: Check, subject: Any) -> tuple[Verdict, float]:

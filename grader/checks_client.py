@@ -23,15 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.checks import Failed, Verdict, check
+from grader.checks import Verdict, check
 from grader.probes import Tokens
 from grader.processes import Program
-from grader.subject import CannotRun, substitute
+from grader.subject import CannotRun, Failed, substitute
 
 IDLE_CPU = 2.0  # per cent of one core
 IDLE_WINDOW = 1.5  # seconds
+CONNECT_TIMEOUT = 5.0  # seconds from exec to a connection to the grader's server
 EXIT_TIMEOUT = 2.0  # seconds for the client to end once its input ends or the server goes
 ROWS, COLUMNS = 24, 80
+SCREEN_KEPT = 1024 * 1024  # bytes of the client's output kept
 EOF_KEY = b"\x04"  # Ctrl-D: a terminal's end of input, at the start of a line
 
 
@@ -42,8 +44,11 @@ class ClientSubject:
     command: str
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    broken: str = ""  # why it never connected, once it did not
 
     def start(self) -> ClientRun:
+        if self.broken:
+            raise CannotRun(self.broken)
         return ClientRun(self)
 
 
@@ -69,15 +74,18 @@ class ClientRun:
         except OSError as exc:
             os.close(self.master)
             self.listener.close()
-            raise CannotRun(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+            subject.broken = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
+            raise CannotRun(subject.broken) from None
         finally:
             os.close(slave)
         self.pid = self.program.pid
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.master, selectors.EVENT_READ)
         self.selector.register(self.listener, selectors.EVENT_READ)
-        if not self.wait(lambda: self.conn is not None, 5.0):
-            raise Failed(f"it did not connect to the server within 5 s ({self.ended()})")
+        if not self.wait(lambda: self.conn is not None, CONNECT_TIMEOUT):
+            subject.broken = f"it did not connect within {CONNECT_TIMEOUT:g} s ({self.ended()})"
+            self.close()
+            raise CannotRun(subject.broken)
 
     def ended(self) -> str:
         return self.program.how_it_ended() + (
@@ -115,7 +123,7 @@ class ClientRun:
                 data = b""
             if not data:
                 self.selector.unregister(self.master)
-            self.screen += data
+            self.screen = (self.screen + data)[-SCREEN_KEPT:]  # a client may flood its terminal
 
     def type(self, data: bytes) -> None:
         os.write(self.master, data)
@@ -202,11 +210,15 @@ def client_no_busy_wait(subject: ClientSubject) -> Verdict:
         _settle(run)
         idle = run.cpu_percent(IDLE_WINDOW)
         run.type(EOF_KEY)
+        began = time.monotonic()
         after = run.cpu_percent(IDLE_WINDOW)
-        ended = " (it ended)" if run.exited() else " (still running)"
+        if run.exited():  # its CPU then went to ending, which is no busy wait
+            ended, after = f"it ended {time.monotonic() - began:.2f} s after its input did", 0.0
+        else:
+            ended = f"{after:.1f} % once its input ended (still running)"
     evidence = (
-        f"{idle:.1f} % of a core idle, {after:.1f} % once its input ended{ended}, "
-        f"over {IDLE_WINDOW:g} s each (at most {IDLE_CPU:g} % expected)"
+        f"{idle:.1f} % of a core idle, over {IDLE_WINDOW:g} s; {ended} "
+        f"(at most {IDLE_CPU:g} % expected)"
     )
     return Verdict(idle <= IDLE_CPU and after <= IDLE_CPU, evidence)
 

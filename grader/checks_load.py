@@ -13,10 +13,10 @@ import signal
 import time
 from collections.abc import Callable
 
-from grader.checks import Failed, Verdict, check
+from grader.checks import Verdict, check
 from grader.probes import TOKEN, Crowd, Probe
 from grader.relaying import received_tokens, say_and_check, warm_up
-from grader.subject import Running, Subject
+from grader.subject import Failed, Running, Subject
 
 SENDERS, LINES = 10, 100
 STUCK_LATENCY = 1.0  # seconds: a stuck reader may delay nobody's lines longer

@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable
 
 RECV_SIZE = 65536
-KEEP = 64 * 1024 * 1024  # bytes a probe keeps of what it receives: a flood is cut off here
+KEEP = 16 * 1024 * 1024  # bytes a probe keeps of what it receives: a flood is cut off here
+KEEP_ALL = 256 * 1024 * 1024  # and all the probes of a crowd together
 FILLER = b"~"
 TOKEN = re.compile(rb"tk([0-9a-f]{6})s(\d{3})n(\d{5})")
 
@@ -61,6 +62,8 @@ class Probe:
         self.outbox = bytearray()
         self.reading = True
         self.eof = False  # the server closed (or reset) this connection
+        self.closed = False  # the grader closed it
+        self.stuck = False  # the grader stopped reading it, on purpose
         self.error = ""
         self._scanned = 0  # received[:_scanned] is split into lines already
         self.lines: list[bytes] = []
@@ -89,6 +92,7 @@ class Crowd:
         self.tokens = tokens or Tokens()
         self.probes: list[Probe] = []
         self._seq = 0
+        self._kept = 0  # bytes received and kept, all probes together
         self.sent: dict[tuple[int, int], bytes] = {}  # (sender, seq): the text of every line made
         self._selector = selectors.DefaultSelector()
 
@@ -137,6 +141,7 @@ class Crowd:
 
     def stop_reading(self, probe: Probe) -> None:
         probe.reading = False
+        probe.stuck = True
         self._update(probe)
 
     def close(self, probe: Probe, reset: bool = False) -> None:
@@ -149,11 +154,11 @@ class Crowd:
             except KeyError:  # not reading, nothing to write: it was not registered
                 pass
             probe.sock.close()
-        probe.eof = True
+        probe.closed = True
 
     def close_all(self) -> None:
         for probe in self.probes:
-            if probe.sock.fileno() >= 0:
+            if not probe.closed:
                 self.close(probe)
         self._selector.close()
 
@@ -193,8 +198,9 @@ class Crowd:
             self._update(probe)
             return
         probe.total += len(data)
-        if len(probe.received) < KEEP:
+        if len(probe.received) < KEEP and self._kept < KEEP_ALL:
             probe.received += data
+            self._kept += len(data)
 
     def _write(self, probe: Probe) -> None:
         if not probe.outbox or probe.sock.fileno() < 0:

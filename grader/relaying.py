@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import time
 
-from grader.checks import Failed
 from grader.probes import TOKEN, Crowd, Probe
+from grader.subject import Failed
 
 RETRY = 0.5  # seconds between a warm-up's lines
 RELAY_TIMEOUT = 2.0  # seconds for a line to reach every other client
@@ -21,7 +21,8 @@ SHOWN = 100  # characters of received bytes shown in evidence
 
 
 def others(crowd: Crowd, sender: Probe) -> list[Probe]:
-    return [p for p in crowd.probes if p is not sender and p.reading and not p.eof]
+    """The probes that should hear `sender`: not closed, nor left unread on purpose."""
+    return [p for p in crowd.probes if p is not sender and not p.closed and not p.stuck]
 
 
 def missing(
@@ -58,8 +59,11 @@ def not_relayed(crowd: Crowd, sender: Probe, text: bytes, lost: list[Probe], tim
 
 def arrived_instead(probe: Probe, text: bytes) -> str:
     """What `probe` got that bears on `text`: the start of the text, or its last bytes."""
-    if probe.eof and not probe.received:
-        return f"nothing, and the server closed the connection{_why(probe)}"
+    if probe.eof:
+        closed = f"the server closed the connection{_why(probe)}"
+        if not probe.received:
+            return f"nothing, and {closed}"
+        return f"{bytes(probe.received[-SHOWN:])!r}, and {closed}"
     head = text[:12]  # "tk", the run and the sender: any piece of this line starts so
     where = bytes(probe.received).find(head)
     if where >= 0:
@@ -92,7 +96,8 @@ def warm_up(crowd: Crowd, newcomers: list[Probe], timeout: float = 3.0) -> None:
         wait = min(RETRY, max(deadline - time.monotonic(), 0.0))
         if not relayed(crowd, last, text, wait):
             return
-        if time.monotonic() >= deadline:
+        cut_off = all(probe.eof for probe in others(crowd, last))  # no use waiting more
+        if time.monotonic() >= deadline or cut_off:
             lost = missing(crowd, last, text)
             detail = not_relayed(crowd, last, text, lost, timeout)
             raise Failed(f"the clients never were all in one room: {detail}")

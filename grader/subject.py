@@ -28,6 +28,10 @@ class CannotRun(Exception):  # a verdict, not a bug: the check could not run
     """The check could not run: the server did not start (the message says why)."""
 
 
+class Failed(Exception):  # a verdict: the check failed, the message says how
+    """The check failed before its end; the message is its evidence."""
+
+
 def free_port() -> int:
     """A port nothing listens on now (the kernel's choice; someone may take it first)."""
     with socket.socket() as sock:
@@ -104,13 +108,22 @@ class Running:
         return f"the server died ({self.program.how_it_ended()})"
 
     def threads(self) -> int:
+        self._alive_or_fail()
         return proc.thread_count(self.pid)
 
     def fds(self) -> int:
+        self._alive_or_fail()
         return proc.open_fds(self.pid)
 
     def cpu(self) -> float:
+        self._alive_or_fail()
         return proc.cpu_seconds(self.pid)
+
+    def _alive_or_fail(self) -> None:
+        # A dead server's /proc entry (a zombie's) reads as 1 thread and 0 descriptors:
+        # evidence of nothing but its death, which is the evidence to give.
+        if not self.alive():
+            raise Failed(self.died())
 
     def settled(self, read: Callable[[], int], timeout: float = 2.0) -> int:
         """`read()` once it has held still for SETTLE seconds (or at `timeout`)."""

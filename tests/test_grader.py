@@ -87,6 +87,17 @@ def test_a_server_that_dies_at_start_fails_starts_and_the_rest_cannot_run(tmp_pa
     assert (card["score"], card["max_score"]) == (0, 20)
 
 
+def test_a_server_that_crashes_at_its_first_client_fails_with_how_it_died(tmp_path: Path) -> None:
+    crashes = (
+        f"{PYTHON} -c 'import os, socket, sys; "
+        'socket.create_server(("127.0.0.1", int(sys.argv[1]))).accept(); '
+        "os.kill(os.getpid(), 11)' {port}"
+    )
+    status, card, output = grade("--server", crashes, "--check", "relays", tmp_path=tmp_path)
+    assert status == 1, output
+    assert result(card, "relays")["evidence"].startswith("the server died (killed by SIGSEGV); ")
+
+
 def test_a_course_scheme_chooses_the_checks_and_their_points(tmp_path: Path) -> None:
     own = tmp_path / "course.toml"
     own.write_text("[checks]\nstarts = { points = 2.5, required = false }\n")
