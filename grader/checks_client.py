@@ -3,9 +3,10 @@
     grader's server (a socket here) <-- TCP --> client under test <-- pty --> the grader "types"
 
 The client runs in a pseudo-terminal, as in a person's terminal (stdin and stdout a
-tty, its controlling terminal), and the grader plays both the person (it types into
-the pty and reads the screen's bytes) and the server (it accepts the client's one
-connection, reads what it sends and sends it lines). The assignment's client has
+tty, its controlling terminal), or with `--client-stdin pipe` its input a pipe (its
+output still the terminal, so C's stdio writes each line at once). The grader plays
+both the person (it types, and reads the screen's bytes) and the server (it accepts
+the client's one connection, reads what it sends and sends it lines). The assignment's client has
 two threads, the keyboard's and the receiver's, that block and never poll, and it
 ends by itself when its input ends or the server goes.
 """
@@ -44,6 +45,7 @@ class ClientSubject:
     command: str
     cwd: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    stdin: str = "pty"  # or "pipe": its input a pipe, its output still the terminal
     broken: str = ""  # why it never connected, once it did not
 
     def start(self) -> ClientRun:
@@ -67,17 +69,21 @@ class ClientRun:
         # A terminal of a person's size: a program that lays out its screen needs one.
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLUMNS, 0, 0))
         env = {"TERM": "xterm", **subject.env}
+        self.piped = subject.stdin == "pipe"
+        keys, self.keyboard = os.pipe() if self.piped else (slave, self.master)
         try:
             self.program = Program(
-                argv, cwd=subject.cwd, env=env, stdin=slave, stdout=slave, terminal=True
+                argv, cwd=subject.cwd, env=env, stdin=keys, stdout=slave, terminal=True
             )
         except OSError as exc:
-            os.close(self.master)
+            self._close_fds()
             self.listener.close()
             subject.broken = f"cannot run {argv[0]!r}: {exc.strerror or exc}"
             raise CannotRun(subject.broken) from None
         finally:
             os.close(slave)
+            if self.piped:
+                os.close(keys)
         self.pid = self.program.pid
         self.selector = selectors.DefaultSelector()
         self.selector.register(self.master, selectors.EVENT_READ)
@@ -125,8 +131,22 @@ class ClientRun:
                 self.selector.unregister(self.master)
             self.screen = (self.screen + data)[-SCREEN_KEPT:]  # a client may flood its terminal
 
-    def type(self, data: bytes) -> None:
-        os.write(self.master, data)
+    def type_line(self, text: bytes) -> None:
+        """Type `text` and Enter (a terminal's Enter is \\r; a pipe's line ends in \\n)."""
+        os.write(self.keyboard, text + (b"\n" if self.piped else b"\r"))
+
+    def end_input(self) -> None:
+        """Ctrl-D at the start of a line in a terminal; in a pipe, its end."""
+        if self.piped:
+            os.close(self.keyboard)
+            self.keyboard = -1
+        else:
+            os.write(self.keyboard, EOF_KEY)
+
+    def _close_fds(self) -> None:
+        if self.piped and self.keyboard >= 0:
+            os.close(self.keyboard)
+        os.close(self.master)
 
     def exited(self) -> bool:
         """Whether the process has ended (a zombie counts; it is not reaped here)."""
@@ -154,7 +174,7 @@ class ClientRun:
         for sock in (self.conn, self.listener):
             if sock is not None:
                 sock.close()
-        os.close(self.master)
+        self._close_fds()
 
     def __enter__(self) -> ClientRun:
         return self
@@ -186,7 +206,7 @@ def client_relays(subject: ClientSubject) -> Verdict:
     with subject.start() as run:
         _settle(run)
         typed = run.tokens.line(1, 1)
-        run.type(typed + b"\r")
+        run.type_line(typed)
         if not run.wait(lambda: typed in run.received, 2.0):
             return Verdict(
                 False,
@@ -209,7 +229,7 @@ def client_no_busy_wait(subject: ClientSubject) -> Verdict:
     with subject.start() as run:
         _settle(run)
         idle = run.cpu_percent(IDLE_WINDOW)
-        run.type(EOF_KEY)
+        run.end_input()
         began = time.monotonic()
         after = run.cpu_percent(IDLE_WINDOW)
         if run.exited():  # its CPU then went to ending, which is no busy wait
@@ -236,8 +256,8 @@ def client_exits_when_server_goes(subject: ClientSubject) -> Verdict:
 def client_exits_on_eof(subject: ClientSubject) -> Verdict:
     with subject.start() as run:
         _settle(run)
-        run.type(EOF_KEY)
-        return _ends(run, "its input ended (Ctrl-D)")
+        run.end_input()
+        return _ends(run, "its input ended" + (" (the pipe closed)" if run.piped else " (Ctrl-D)"))
 
 
 def _ends(run: ClientRun, after: str) -> Verdict:

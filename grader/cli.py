@@ -77,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="CMD",
         help="a client command; {host} and {port} become the grader's own server's (repeatable)",
     )
+    parser.add_argument(
+        "--client-stdin",
+        choices=("pty", "pipe"),
+        default="pty",
+        help="the client's input: a terminal, as a person's, or a pipe",
+    )
     parser.add_argument("--port", type=port, help="the port a server hard-codes (no {port})")
     parser.add_argument("--cwd", help="run the programs in this directory")
     parser.add_argument(
@@ -168,7 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             cards.append(_card(report.Card(command, None), subject, names, scheme, args.quiet))
         for command in args.client:
             names = [n for n in wanted if CHECKS[n].kind == "client"]
-            client = checks_client.ClientSubject(command, args.cwd, dict(args.env))
+            client = checks_client.ClientSubject(
+                command, args.cwd, dict(args.env), args.client_stdin
+            )
             cards.append(_card(report.Card(None, command), client, names, scheme, args.quiet))
     except Interrupted as exc:
         print(

@@ -41,14 +41,14 @@ _running: set[Program] = set()
 
 def _die_with(parent: int, terminal: bool) -> Callable[[], None]:
     """The child's last step before exec: be SIGKILLed when `parent` (the grader) dies;
-    with `terminal`, make its stdin (a pty) its controlling terminal, as a shell would."""
+    with `terminal`, make its stdout (a pty) its controlling terminal, as a shell would."""
 
     def preexec() -> None:
         _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the grader died before prctl took effect
             os._exit(1)
         if terminal:
-            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            fcntl.ioctl(1, termios.TIOCSCTTY, 0)
 
     return preexec
 

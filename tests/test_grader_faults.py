@@ -135,3 +135,13 @@ def test_our_client_passes(tmp_path: Path) -> None:
     assert card["server"] is None and card["client"] == OUR_CLIENT
     assert all(check["passed"] is True for check in card["checks"]), card
     assert len(card["checks"]) == 5
+
+
+def test_our_client_passes_with_a_pipe_for_its_input(tmp_path: Path) -> None:
+    checks = ("client_relays", "client_exits_on_eof")
+    args = [arg for name in checks for arg in ("--check", name)]
+    status, card, output = grade(
+        "--client", OUR_CLIENT, "--client-stdin", "pipe", *args, tmp_path=tmp_path
+    )
+    assert status == 0, output
+    assert "(the pipe closed)" in result(card, "client_exits_on_eof")["evidence"]
