@@ -144,8 +144,8 @@ def stuck_reader(subject: Subject) -> Verdict:
                     )
     return Verdict(
         True,
-        f"with {stuck} not reading, {seq} lines of 1 KB reached the others, "
-        f"each within {STUCK_LATENCY:g} s",
+        f"with {stuck} not reading, {seq} lines of 1 KB reached the others, the slowest "
+        f"in {arrivals.slowest:.2f} s (at most {STUCK_LATENCY:g} s expected)",
     )
 
 
@@ -157,6 +157,7 @@ class Arrivals:
         self.run = run.encode()
         self.seen: dict[int, set[tuple[int, int]]] = {r.number: set() for r in readers}
         self.done: dict[int, int] = {r.number: 0 for r in readers}
+        self.slowest = 0.0  # seconds from a line's sending to its arrival everywhere
 
     def update(self, outstanding: dict[tuple[int, int], float]) -> None:
         """Read the readers' new lines; drop from `outstanding` what is now everywhere."""
@@ -167,9 +168,10 @@ class Arrivals:
                     if match.group(1) == self.run:
                         self.seen[reader.number].add((int(match.group(2)), int(match.group(3))))
             self.done[reader.number] = len(lines)
+        now = time.monotonic()
         for key in list(outstanding):
             if all(key in seen for seen in self.seen.values()):
-                del outstanding[key]
+                self.slowest = max(self.slowest, now - outstanding.pop(key))
 
 
 @check("churn", "server", "200 connect-say-leave cycles: alive, threads and descriptors back")
