@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 128 + exc.signum
     finally:
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the cleanup short
         stop_all()
     cards = [card for card in cards if card.results]
     if len(cards) > 1:

@@ -9,6 +9,7 @@ started is left running.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -176,3 +177,19 @@ def test_isolate_grades_a_hard_coded_port_that_is_taken_outside(tmp_path: Path) 
         status, card, output = grade(*args, "--isolate", tmp_path=tmp_path)
         assert status == 0, output
         assert result(card, "relays")["passed"] is True
+
+
+def test_isolate_where_the_system_cannot_is_one_line_and_status_2(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "grader", "--isolate", "--server", "x {port}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=dict(os.environ, PATH=str(tmp_path)),  # no unshare on this PATH
+    )
+    assert done.returncode == 2, done
+    assert done.stderr.strip().splitlines() == [
+        "python -m grader: --isolate: no unshare command on this machine (util-linux); "
+        "grade without --isolate"
+    ]
