@@ -6,7 +6,8 @@ may also raise: `CannotRun` (the server did not start) gives passed = None, "cou
 not run"; anything else a program under test can make happen (a reset, a dead
 server, an overrun deadline) gives a failed check with the reason, never a
 traceback. Each check has its own deadline, enforced by SIGALRM around it, so a
-server that hangs a check in a way the check did not foresee still costs only that.
+server that hangs a check in a way the check did not foresee still costs only that;
+and one program's card has CARD_BUDGET seconds in all, each check at most what is left.
 
 `Failed` (from subject.py, beside `CannotRun`) ends a check early with its evidence.
 Server checks are registered in `checks_server.py` and `checks_load.py`, client
@@ -51,6 +52,7 @@ class Result:
 
 
 CHECKS: dict[str, Check] = {}
+CARD_BUDGET = 60.0  # seconds for one program's whole card; checks past it cannot run
 
 
 def check(
@@ -74,7 +76,7 @@ def deadline(seconds: float) -> Iterator[None]:
     """Raise `Overran` in the main thread if the block takes more than `seconds`."""
 
     def expire(signum: int, frame: object) -> None:
-        raise Overran(f"the check ran past its deadline of {seconds:g} s")
+        raise Overran(f"the check ran past its deadline of {seconds:.0f} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -85,14 +87,21 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def run_check(chosen: Check, subject: Any) -> Verdict:
-    """Run one check against `subject`; whatever happens becomes a verdict."""
+def run_check(chosen: Check, subject: Any, budget: float = CARD_BUDGET) -> Verdict:
+    """Run one check against `subject`, for at most its deadline and at most `budget`
+    seconds (what is left of the card's); whatever happens becomes a verdict."""
+    if budget <= 0:
+        return Verdict(None, f"could not run: the card's {CARD_BUDGET:g} s were used up")
     try:
-        with deadline(chosen.deadline):
+        with deadline(min(chosen.deadline, budget)):
             return chosen.run(subject)
     except CannotRun as exc:
         return Verdict(None, f"could not run: {exc}")
-    except (Failed, Overran) as exc:
+    except Overran as exc:
+        if budget < chosen.deadline:  # the card's time ran out, not the check's own
+            return Verdict(None, f"could not run: the card's {CARD_BUDGET:g} s ran out during it")
+        return Verdict(False, _or_death(subject, str(exc)))
+    except Failed as exc:
         return Verdict(False, _or_death(subject, str(exc)))
     except (OSError, ValueError, LookupError) as exc:
         # /proc gone (the program died), a reset, a refused connection: the program's doing.
@@ -108,7 +117,7 @@ def _or_death(subject: Any, evidence: str) -> str:
     return f"{death}; {evidence}" if death and death not in evidence else evidence
 
 
-def timed(chosen: Check, subject: Any) -> tuple[Verdict, float]:
+def timed(chosen: Check, subject: Any, budget: float) -> tuple[Verdict, float]:
     began = time.monotonic()
-    verdict = run_check(chosen, subject)
+    verdict = run_check(chosen, subject, budget)
     return verdict, time.monotonic() - began

@@ -16,10 +16,11 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from grader import checks_client, checks_load, checks_server, isolate, report
-from grader.checks import CHECKS, Result, timed
+from grader.checks import CARD_BUDGET, CHECKS, Result, timed
 from grader.processes import stop_all
 from grader.scheme import SchemeError, Weight, load
 from grader.subject import Subject
@@ -132,9 +133,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def grade(subject: object, names: list[str], scheme: Scheme, quiet: bool) -> list[Result]:
     results = []
+    began = time.monotonic()
     for name in names:
         weight = scheme[name]
-        verdict, seconds = timed(CHECKS[name], subject)
+        verdict, seconds = timed(CHECKS[name], subject, CARD_BUDGET - (time.monotonic() - began))
         result = Result(
             name,
             verdict.passed,
