@@ -76,7 +76,7 @@ def deadline(seconds: float) -> Iterator[None]:
     """Raise `Overran` in the main thread if the block takes more than `seconds`."""
 
     def expire(signum: int, frame: object) -> None:
-        raise Overran(f"the check ran past its deadline of {seconds:.0f} s")
+        raise Overran(f"the check ran past its deadline of {seconds:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from grader import checks_client, checks_load, checks_server, report, scheme
-from grader.checks import CHECKS, Result
+from grader.checks import CHECKS, Check, Result, Verdict, run_check
 from tests.grader_faults import FAULTS, PYTHON, ROOT, grade, python_fault, result
 
 pytestmark = pytest.mark.timeout(60)
@@ -193,3 +193,23 @@ def test_isolate_where_the_system_cannot_is_one_line_and_status_2(tmp_path: Path
         "python -m grader: --isolate: no unshare command on this machine (util-linux); "
         "grade without --isolate"
     ]
+
+
+def test_a_check_past_its_deadline_fails_and_one_past_the_cards_time_cannot_run() -> None:
+    def hangs(subject: object) -> Verdict:
+        time.sleep(5)
+        return Verdict(True, "never")
+
+    hanging = Check("hangs", "server", "waits for ever", 0.2, hangs)
+    verdict = run_check(hanging, object())
+    assert verdict == Verdict(False, "the check ran past its deadline of 0.2 s")
+    assert run_check(hanging, object(), budget=0.1).passed is None
+    assert "the card's 60 s were used up" in run_check(hanging, object(), budget=0).evidence
+
+
+def test_a_bug_in_a_check_is_could_not_run_not_a_traceback() -> None:
+    def buggy(subject: object) -> Verdict:
+        raise StopIteration
+
+    verdict = run_check(Check("buggy", "server", "has a bug", 5, buggy), object())
+    assert verdict.passed is None and "the grader failed (StopIteration" in verdict.evidence
