@@ -117,7 +117,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="every check counts as required: exit 0 only with full marks",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print the cards only")
+    parser.add_argument(
+        "--list", action="store_true", help="list the scheme's checks, what each proves, and exit"
+    )
     args = parser.parse_args(argv)
+    if args.list:
+        return args
     if not args.server and not args.client:
         parser.error("nothing to grade: give --server CMD or --client CMD")
     for command in args.server:
@@ -160,6 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     except SchemeError as exc:
         print(f"python -m grader: {exc}", file=sys.stderr)
         return USAGE
+    if args.list:
+        for name, weight in scheme.items():
+            required = "required" if weight.required else "not required"
+            print(
+                f"{name:<30} {report.number(weight.points):>3} points, {required:<12}  "
+                f"{CHECKS[name].rationale}"
+            )
+        return PASSED
     if args.isolate:
         problem = isolate.enter(sys.argv[1:] if argv is None else argv)
         if problem:

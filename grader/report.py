@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.checks import Result
+from grader.checks import CHECKS, Result
 
 MARKS = {True: "pass", False: "FAIL", None: "n/a "}
 
@@ -118,21 +118,25 @@ def markdown(cards: list[Card]) -> str:
         parts += [
             f"## {card.title}",
             "",
-            "| check | result | points | evidence |",
-            "| --- | --- | --- | --- |",
+            "| check | what it proves | result | points | evidence |",
+            "| --- | --- | --- | --- | --- |",
         ]
         for r in card.results:
             earned = r.points if r.passed else 0
             required = "" if r.required else " (not required)"
             evidence = r.evidence.replace("|", "\\|")
             parts.append(
-                f"| `{r.name}` | {MARKS[r.passed].strip()} | "
+                f"| `{r.name}` | {_rationale(r.name)} | {MARKS[r.passed].strip()} | "
                 f"{number(earned)}/{number(r.points)} | {evidence}{required} |"
             )
         parts += ["", f"**Score: {number(card.score)}/{number(card.max_score)}**", ""]
     if len(cards) > 1:
         parts += ["## Side by side", "", "```", side_by_side(cards), "```", ""]
     return "\n".join(parts)
+
+
+def _rationale(name: str) -> str:
+    return CHECKS[name].rationale.replace("|", "\\|") if name in CHECKS else ""
 
 
 def write_json(cards: list[Card], path: Path) -> None:
