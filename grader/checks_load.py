@@ -23,6 +23,7 @@ STUCK_LATENCY = 1.0  # seconds: a stuck reader may delay nobody's lines longer
 STUCK_SENDING = 2.5  # seconds of sending while one client reads nothing
 STUCK_RATE = 3000  # lines of 1 KB a second, while one client reads nothing
 CHURN, CHURN_BATCH = 200, 10
+DISCONNECT_BURST = 6000  # lines of 1 KB on their way to a client that stops reading
 BACK_TIMEOUT = 3.0  # seconds for threads and descriptors to come back to base
 
 
@@ -83,16 +84,24 @@ def many_clients(subject: Subject) -> Verdict:
 def disconnects(subject: Subject) -> Verdict:
     with subject.start() as server, Crowd(server.address) as crowd:
         base = server.settled(server.fds)
-        alice, bob, resetter, unread = probes = crowd.connect(4)
-        warm_up(crowd, probes)
+        alice, bob, resetter = probes = crowd.connect(3)
+        unread = crowd.connect(1, rcvbuf=4096)[0]
+        warm_up(crowd, [*probes, unread])
         crowd.send(resetter, crowd.line(resetter)[:10])  # half a line, then gone
         crowd.wait(lambda: False, 0.1)
         crowd.close(resetter, reset=True)
-        crowd.stop_reading(unread)
-        for _ in range(20):
-            crowd.say(alice, filler=1000)
         say_and_check(crowd, alice)
-        crowd.close(unread)  # with bytes unread: the kernel sends a reset
+        # unread stops reading while lines keep coming, until the server's writes to it
+        # wait (or it is cut); then it goes, its bytes unread: the kernel sends a reset
+        # to a socket the server may be writing to, which raises SIGPIPE in a C program
+        # that did not ask for MSG_NOSIGNAL, and ends it.
+        crowd.stop_reading(unread)
+        for _ in range(DISCONNECT_BURST):  # more than the kernel buffers for unread
+            crowd.say(alice, filler=1000)
+        crowd.wait(lambda: not alice.outbox, 1.0)
+        crowd.close(unread, reset=True)
+        for _ in range(100):
+            crowd.say(alice, filler=1000)
         try:
             say_and_check(crowd, alice)
             say_and_check(crowd, bob)

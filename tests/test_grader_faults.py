@@ -58,6 +58,15 @@ def test_a_relay_that_never_closes_a_departed_client_fails_disconnects(tmp_path:
     assert_fails(card, "disconnects", "descriptors", "a departed client's socket is kept")
 
 
+def test_a_relay_that_dies_when_a_client_resets_fails_disconnects(
+    tmp_path: Path, c_dir: Path
+) -> None:
+    server = f"{build('dies_on_reset', c_dir)} {{port}}"
+    status, card, output = grade("--server", server, "--check", "disconnects", tmp_path=tmp_path)
+    assert status == 1, output
+    assert_fails(card, "disconnects", "the server died (killed by SIGPIPE)")
+
+
 def test_a_relay_that_spins_after_a_client_leaves_fails_no_busy_wait(tmp_path: Path) -> None:
     server = python_fault("spins_after_leave")
     status, card, output = grade("--server", server, "--check", "no_busy_wait", tmp_path=tmp_path)

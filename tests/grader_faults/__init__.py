@@ -2,7 +2,7 @@
 
 Each is the smallest chat relay (or client) with one mistake that submissions of
 this assignment commonly make; `tests/test_grader_faults.py` grades each with the
-check its fault targets and finds that check failed, with evidence. Three are in C
+check its fault targets and finds that check failed, with evidence. Four are in C
 with pthreads, as most submissions are, built with `cc` into the test's tmp_path.
 They are run, never imported: each starts only under `if __name__ == "__main__"`.
 
