@@ -35,7 +35,7 @@ def concurrent_senders(subject: Subject) -> Verdict:
         sent: dict[int, list[bytes]] = {}
         for probe in probes:
             sent[probe.number] = [crowd.line(probe) for _ in range(LINES)]
-        for probe in probes:  # all queued before any is pumped: they go out together
+        for probe in probes:  # each a burst, one after another at once: they overlap
             crowd.send(probe, b"".join(text + b"\n" for text in sent[probe.number]))
         marker = f"tk{crowd.tokens.run}".encode()
         everything = (SENDERS - 1) * LINES
@@ -56,17 +56,16 @@ def concurrent_senders(subject: Subject) -> Verdict:
 
 def _compare(probe: Probe, sender: int, texts: list[bytes], lines: list[bytes]) -> None:
     """`lines` (what `probe` got from `sender`, in order) hold `texts` whole, in order."""
-    wanted = texts
     position = 0
     for line in lines:
-        if position < len(wanted) and wanted[position] in line:
+        if position < len(texts) and texts[position] in line:
             position += 1
-    if position < len(wanted):
-        missing = wanted[position]
+    if position < len(texts):
+        missing = texts[position]
         near = next((line for line in lines if missing[:18] in line), None)
         how = f"it arrived as {near[:80]!r}" if near else "it never arrived (or out of order)"
         raise Failed(
-            f"{probe} got {position} of client {sender}'s {len(wanted)} lines whole and in "
+            f"{probe} got {position} of client {sender}'s {len(texts)} lines whole and in "
             f"order; line {position + 1}: {how}"
         )
 
