@@ -64,11 +64,16 @@ def arrived_instead(probe: Probe, text: bytes) -> str:
         if not probe.received:
             return f"nothing, and {closed}"
         return f"{bytes(probe.received[-SHOWN:])!r}, and {closed}"
-    head = text[:12]  # "tk", the run and the sender: any piece of this line starts so
-    where = bytes(probe.received).find(head)
-    if where >= 0:
-        start = bytes(probe.received).rfind(b"\n", 0, where) + 1
-        return repr(bytes(probe.received[start : start + SHOWN]))
+    received = bytes(probe.received)
+    # Its token (this very line), else "tk", the run and the sender (a piece of it),
+    # else the last piece of this run's lines (a token cut in two).
+    for head in (text[: text.find(b"-") + 1], text[:12], text[:9]):
+        where = received.rfind(head)
+        if where >= 0:
+            start = received.rfind(b"\n", 0, where) + 1
+            end = received.find(b"\n", where)
+            line = received[start : end + 1 if end >= 0 else len(received)][:SHOWN]
+            return f"{line!r}, not {text!r}"
     if not probe.received:
         return "nothing"
     return f"no line with it whole; its last bytes: {bytes(probe.received[-SHOWN:])!r}"
@@ -100,7 +105,7 @@ def warm_up(crowd: Crowd, newcomers: list[Probe], timeout: float = 3.0) -> None:
         if time.monotonic() >= deadline or cut_off:
             lost = missing(crowd, last, text)
             detail = not_relayed(crowd, last, text, lost, timeout)
-            raise Failed(f"the clients never were all in one room: {detail}")
+            raise Failed(f"warming up, {detail}")
 
 
 def received_tokens(probe: Probe, run: str) -> list[tuple[int, int, bytes]]:

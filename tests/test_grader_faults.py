@@ -44,6 +44,23 @@ def test_a_relay_that_frames_by_recv_fails_framing(tmp_path: Path, c_dir: Path) 
     assert_fails(card, "framing", "a line sent in two pieces", "did not arrive whole")
 
 
+def test_a_relay_that_drops_the_last_byte_fails_relays(tmp_path: Path) -> None:
+    server = python_fault("drops_last_byte")
+    status, card, output = grade("--server", server, "--check", "relays", tmp_path=tmp_path)
+    assert status == 1, output
+    assert_fails(card, "relays", "with 2 clients", "reached 0 of 1 others", "-~~~\\n', not b'tk")
+
+
+def test_a_relay_with_room_for_ten_fails_many_clients(tmp_path: Path) -> None:
+    server = python_fault("ten_clients")
+    checks = ("many_clients", "relays")
+    args = [arg for name in checks for arg in ("--check", name)]
+    status, card, output = grade("--server", server, *args, tmp_path=tmp_path)
+    assert status == 1, output
+    assert_fails(card, "many_clients", "a line from client 99 reached 0 of 99 others")
+    assert result(card, "relays")["passed"] is True, card  # ten are served well
+
+
 def test_a_relay_that_pads_later_recipients_fails_clean_bytes(tmp_path: Path, c_dir: Path) -> None:
     server = f"{build('padding', c_dir)} {{port}}"
     status, card, output = grade("--server", server, "--check", "clean_bytes", tmp_path=tmp_path)
