@@ -87,6 +87,15 @@ def deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def threads_(count: int) -> str:
+    """'1 thread', '3 threads'.
+
+    >>> threads_(1), threads_(22)
+    ('1 thread', '22 threads')
+    """
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def run_check(chosen: Check, subject: Any, budget: float = CARD_BUDGET) -> Verdict:
     """Run one check against `subject`, for at most its deadline and at most `budget`
     seconds (what is left of the card's); whatever happens becomes a verdict."""

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.checks import Verdict, check
+from grader.checks import Verdict, check, threads_
 from grader.probes import Tokens
 from grader.processes import Program
 from grader.subject import CannotRun, Failed, substitute
@@ -198,7 +198,7 @@ def client_two_threads(subject: ClientSubject) -> Verdict:
         _settle(run)
         run.wait(lambda: False, 0.3)
         threads = run.threads()
-        return Verdict(threads == 2, f"{threads} threads once connected (expected 2)")
+        return Verdict(threads == 2, f"{threads_(threads)} once connected (expected 2)")
 
 
 @check("client_relays", "client", "a line typed reaches the server; a line from it is shown")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from grader.checks import Verdict, check
+from grader.checks import Verdict, check, threads_
 from grader.probes import FILLER, TOKEN, Crowd
 from grader.relaying import missing, not_relayed, relayed, say_and_check, warm_up
 from grader.subject import CannotRun, Failed, Running, Subject
@@ -60,11 +60,11 @@ def thread_per_client(subject: Subject) -> Verdict:
             if not ok:
                 return Verdict(
                     False,
-                    f"{base} threads with no client, {threads} with {n} connected "
+                    f"{threads_(base)} with no client, {threads} with {n} connected "
                     f"(expected {base} + {n} = {base + n}, one thread per client)",
                 )
     counts = ", ".join(map(str, seen))
-    return Verdict(True, f"{base} threads with no client; {counts} with 1, 5, 20 (base + n)")
+    return Verdict(True, f"{threads_(base)} with no client; {counts} with 1, 5, 20 (base + n)")
 
 
 @check("threads_end", "server", "back to base once clients leave, also one that resets")
@@ -74,10 +74,10 @@ def threads_end(subject: Subject) -> Verdict:
         probes = crowd.connect(5)
         ok, threads = _reaches(server, crowd, base + 5)
         if threads == base:  # no thread per client, so none to end: thread_per_client says so
-            return Verdict(None, f"could not run: {base} threads with no client and with 5 alike")
+            return Verdict(None, f"could not run: {threads_(base)} with no client and with 5 alike")
         if not ok:
             return Verdict(
-                False, f"{base} threads with no client, {threads} with 5 (expected {base + 5})"
+                False, f"{threads_(base)} with no client, {threads} with 5 (expected {base + 5})"
             )
         crowd.close(probes[0], reset=True)
         ok, threads = _reaches(server, crowd, base + 4)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.grader_faults import PYTHON, build, grade, python_fault, result
+from tests.grader_faults import FAULTS, PYTHON, build, grade, python_fault, result
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -106,7 +106,7 @@ def test_a_single_threaded_select_server_fails_thread_per_client(tmp_path: Path)
     args = [arg for name in checks for arg in ("--check", name)]
     status, card, output = grade("--server", server, *args, tmp_path=tmp_path)
     assert status == 1, output
-    assert_fails(card, "thread_per_client", "1 threads with no client, 1 with 1 connected")
+    assert_fails(card, "thread_per_client", "1 thread with no client, 1 with 1 connected")
     assert result(card, "threads_end")["passed"] is None, card  # no thread to end: n/a
     assert result(card, "relays")["passed"] is True, card  # it relays; only its design is wrong
 
@@ -172,3 +172,13 @@ def test_our_client_passes_with_a_pipe_for_its_input(tmp_path: Path) -> None:
     )
     assert status == 0, output
     assert "(the pipe closed)" in result(card, "client_exits_on_eof")["evidence"]
+
+
+def test_a_single_threaded_select_client_fails_client_two_threads(tmp_path: Path) -> None:
+    client = f"{PYTHON} {FAULTS / 'select_client.py'} {{host}} {{port}}"
+    checks = ("client_two_threads", "client_relays")
+    args = [arg for name in checks for arg in ("--check", name)]
+    status, card, output = grade("--client", client, *args, tmp_path=tmp_path)
+    assert status == 1, output
+    assert_fails(card, "client_two_threads", "1 thread once connected (expected 2)")
+    assert result(card, "client_relays")["passed"] is True, card  # it chats; one thread is all
