@@ -210,7 +210,8 @@ def churn(subject: Subject) -> Verdict:
 @check("shutdown", "server", "SIGINT (Ctrl-C) ends it within 2 s", deadline=10)
 def shutdown(subject: Subject) -> Verdict:
     with subject.start() as server, Crowd(server.address) as crowd:
-        warm_up(crowd, crowd.connect(3))
+        crowd.connect(3)  # idle clients, each perhaps with a thread blocked in recv()
+        server.settled(server.threads)
         server.program.signal(signal.SIGINT)  # to the group, as Ctrl-C in its terminal
         began = time.monotonic()
         crowd.wait(lambda: not server.alive(), 2.0)

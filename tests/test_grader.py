@@ -99,6 +99,24 @@ def test_a_server_that_crashes_at_its_first_client_fails_with_how_it_died(tmp_pa
     assert result(card, "relays")["evidence"].startswith("the server died (killed by SIGSEGV); ")
 
 
+def test_a_server_that_ignores_sigint_fails_shutdown_which_is_not_required(tmp_path: Path) -> None:
+    stays = (
+        f"{PYTHON} -c 'import signal, socket, sys, time; "
+        "signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        'listener = socket.create_server(("127.0.0.1", int(sys.argv[1]))); '
+        "time.sleep(60)' {port}"
+    )
+    status, card, output = grade("--server", stays, "--check", "shutdown", tmp_path=tmp_path)
+    assert status == 0, output  # reported, not required
+    assert result(card, "shutdown") == {
+        "name": "shutdown",
+        "passed": False,
+        "required": False,
+        "points": 1,
+        "evidence": "still running 2 s after SIGINT",
+    }
+
+
 def test_a_course_scheme_chooses_the_checks_and_their_points(tmp_path: Path) -> None:
     own = tmp_path / "course.toml"
     own.write_text("[checks]\nstarts = { points = 2.5, required = false }\n")

@@ -68,11 +68,16 @@ def test_a_relay_that_pads_later_recipients_fails_clean_bytes(tmp_path: Path, c_
     assert_fails(card, "clean_bytes", "received a NUL byte")
 
 
-def test_a_relay_that_never_closes_a_departed_client_fails_disconnects(tmp_path: Path) -> None:
+def test_a_relay_that_never_closes_a_departed_client_fails_disconnects_and_churn(
+    tmp_path: Path,
+) -> None:
     server = python_fault("never_removes")
-    status, card, output = grade("--server", server, "--check", "disconnects", tmp_path=tmp_path)
+    checks = ("disconnects", "churn")
+    args = [arg for name in checks for arg in ("--check", name)]
+    status, card, output = grade("--server", server, *args, tmp_path=tmp_path)
     assert status == 1, output
     assert_fails(card, "disconnects", "descriptors", "a departed client's socket is kept")
+    assert_fails(card, "churn", "descriptors 4 -> 204")
 
 
 def test_a_relay_that_dies_when_a_client_resets_fails_disconnects(
