@@ -20,8 +20,8 @@ from grader.subject import Failed, Running, Subject
 
 SENDERS, LINES = 10, 100
 STUCK_LATENCY = 1.0  # seconds: a stuck reader may delay nobody's lines longer
-STUCK_SENDING = 2.5  # seconds of sending while one client reads nothing
-STUCK_RATE = 3000  # lines of 1 KB a second, while one client reads nothing
+STUCK_SENDING = 3.0  # seconds of sending while one client reads nothing
+STUCK_RATE = 1500  # lines of 1 KB a second: 4.5 MB in all, more than the kernel buffers
 CHURN, CHURN_BATCH = 200, 10
 DISCONNECT_BURST = 6000  # lines of 1 KB on their way to a client that stops reading
 BACK_TIMEOUT = 3.0  # seconds for threads and descriptors to come back to base
