@@ -31,7 +31,7 @@ help:
 	@echo "  make stress      the stress suite at full size (long)"
 	@echo "  make bench       A, C, an asyncio baseline and two reference relays (~15 min)"
 	@echo "  make grade SERVER='./server {port}' [CLIENT='./client {host} {port}']"
-	@echo "                   grade any server and client of the assignment (README: Grading)"
+	@echo "                   grade any server and client of the assignment (README: Grading any implementation)"
 	@echo "  make grade       grade ours: stage A, stage C and the client, which score full marks"
 	@echo "  make lint        ruff and mypy"
 	@echo "  make mutate      mutation testing of the pure modules (mutmut; docs/mutation.md)"
@@ -111,7 +111,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(VPY) -m bench.run
 
-# The grader (README: Grading): any submission's server and client, or with neither given,
+# The grader (README: Grading any implementation): any submission's server and client, or with neither given,
 # ours: stage A, stage C and the client, all held to full marks (--all-required), as CI runs it.
 OURS := --all-required \
 	--server '$(PYTHON) -m section_a.server --port {port}' \
