@@ -84,7 +84,15 @@ def test_a_relay_that_dies_when_a_client_resets_fails_disconnects(
     tmp_path: Path, c_dir: Path
 ) -> None:
     server = f"{build('dies_on_reset', c_dir)} {{port}}"
-    status, card, output = grade("--server", server, "--check", "disconnects", tmp_path=tmp_path)
+    # SIGPIPE comes only if the relay writes to the reset socket before the thread that
+    # reads it has seen the reset and dropped it: a race of the faulty program's own,
+    # which it lost in 1 run of 8 here (it lived). So the check gets three tries.
+    for _ in range(3):
+        status, card, output = grade(
+            "--server", server, "--check", "disconnects", tmp_path=tmp_path
+        )
+        if status == 1:
+            break
     assert status == 1, output
     assert_fails(card, "disconnects", "the server died (killed by SIGPIPE)")
 
