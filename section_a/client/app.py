@@ -91,8 +91,7 @@ def send(sock: socket.socket, line: str) -> None:
 def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
     """Start the receiver, be the keyboard thread, and always clean up after both."""
     terminal = Terminal(editing=sys.stdin.isatty() and sys.stdout.isatty())
-    me = threading.get_ident()
-    # A daemon: it is joined below, but if it ever hung it must not keep the process alive.
+    me = threading.get_ident()  # the receiver, a daemon: joined, but if hung it must not keep us
     receiver = threading.Thread(target=receive, args=(sock, terminal, painter, me), daemon=True)
     try:
         terminal.start()
@@ -106,8 +105,10 @@ def run(sock: socket.socket, args: argparse.Namespace, painter: Painter) -> int:
         if args.name:
             send(sock, f"/nick {args.name}")
         for line in terminal.lines():
+            if quitting := isinstance(protocol.parse(line), protocol.Quit):
+                terminal.stop()  # first: the server answers by closing, which is then no news
             send(sock, line)
-            if isinstance(protocol.parse(line), protocol.Quit):
+            if quitting:
                 break
         terminal.stop()  # the user leaves: the server's last lines are shown, no prompt
         try:
@@ -156,8 +157,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    colour = wants_colour(sys.stdout, os.environ, args.no_color)
-    painter = Painter(colour=colour, timestamps=args.timestamps)
+    painter = Painter(wants_colour(sys.stdout, os.environ, args.no_color), args.timestamps)
     for signum in SIGNALS:
         signal.signal(signum, on_signal)
     try:
