@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.checks import Verdict, check, threads_
-from grader.probes import Tokens
+from grader.probes import Tokens, pump_until
 from grader.processes import Program
 from grader.subject import CannotRun, Failed, substitute
 
@@ -99,14 +99,11 @@ class ClientRun:
         )
 
     def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            for key, _ in self.selector.select(min(remaining, 0.05)):
-                self._ready(key.fileobj)
-        return True
+        return pump_until(condition, timeout, self._pump)
+
+    def _pump(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout):
+            self._ready(key.fileobj)
 
     def _ready(self, source: object) -> None:
         if source is self.listener:

@@ -35,6 +35,22 @@ FILLER = b"~"
 TOKEN = re.compile(rb"tk([0-9a-f]{6})s(\d{3})n(\d{5})")
 
 
+def pump_until(
+    condition: Callable[[], bool], timeout: float, pump: Callable[[float], None]
+) -> bool:
+    """Call `pump(wait)` until `condition()` holds (True) or `timeout` passes (False).
+
+    Each pump waits at most 50 ms, so a condition that holds is seen soon after.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        pump(min(remaining, 0.05))
+    return True
+
+
 class Tokens:
     """The lines of one run: a token per (sender, seq), a filler whose length varies."""
 
@@ -164,13 +180,7 @@ class Crowd:
 
     def wait(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Read and write until `condition()` holds (True) or `timeout` passes (False)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.pump(min(remaining, 0.05))
-        return True
+        return pump_until(condition, timeout, self.pump)
 
     def pump(self, timeout: float) -> None:
         """One round: wait up to `timeout` for sockets, read or write each one ready."""
