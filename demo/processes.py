@@ -21,9 +21,9 @@ from demo.probes import DEADLINE, DemoFailed
 from harness.proc import thread_count
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository: demo/processes.py
-BASE_THREADS = {"section_a.server": 1, "section_c.server": 2}
+BASE_THREADS = {"section_a.server": 2, "section_c.server": 2}
 WHAT_BASE_IS = {
-    "section_a.server": "main, which accepts",
+    "section_a.server": "main, which accepts, and the signal thread",
     "section_c.server": "main + the proactor's accept thread",
 }
 SENDQ = 16 * 1024  # bytes of backlog before a client is cut (the default is 1 MiB)

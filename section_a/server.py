@@ -4,13 +4,16 @@
     -----------                        ---------------------
     accept() --conn--> Thread(serve_client)  -->  recv() -> protocol -> room -> sockets
        ^                                          (until EOF, /quit, cut, or shutdown)
-       |  SIGINT/SIGTERM: shut the listener down (wakes accept); then the room is told
-       |  to close (wakes every recv), every client thread is joined, and the exit is 0
+       |
+    signal thread: sigwait() for SIGINT/SIGTERM, then shut the listener down (wakes
+    accept); the main thread then tells the room to close (wakes every recv), joins
+    every client thread and the signal thread, and the exit is 0
 
 The main thread does nothing but accept: for every connection it starts a thread
 that runs `session.serve_client`, and keeps it in a set so that it can join it at
-shutdown (the thread removes itself when its client leaves). With n idle clients
-the process has n + 1 threads, and a reader with a backlog a writer thread while
+shutdown (the thread removes itself when its client leaves). The signal thread
+waits for the stop (serving.py says why a thread of its own). With n idle clients
+the process has n + 2 threads, and a reader with a backlog a writer thread while
 it has one (outbox.py). What an accept error means is stage B's policy, the same
 for both servers (section_b/accepting.py). The options and the order of starting
 and stopping both stages share (serving.py): `make diff` shows what stage C does.
@@ -43,10 +46,19 @@ class ThreadedServer:
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
-    def serve(self, stop: serving.SignalStop, ready: Callable[[], None]) -> None:
-        """Accept until `stop`; each connection gets a new thread."""
-        acceptor = Acceptor(self.listener, stopping=lambda: stop.requested)
-        stop.then(lambda: shut_down(self.listener))  # wakes accept(): close would not (Linux)
+    def serve(self, ready: Callable[[], None]) -> None:
+        """Accept until SIGINT or SIGTERM; each connection gets a new thread."""
+        stopping = threading.Event()
+
+        def stop() -> None:  # the signal thread's whole life
+            serving.wait_for_stop()
+            stopping.set()
+            shut_down(self.listener)  # wakes accept(): close would not (Linux)
+
+        # A daemon: should serve() fail, its sigwait() must not keep the process alive.
+        signals = threading.Thread(target=stop, name="signals", daemon=True)
+        signals.start()
+        acceptor = Acceptor(self.listener, stopping=stopping.is_set)
         ready()
         while (accepted := acceptor.accept()) is not None:
             conn, addr = accepted
@@ -56,14 +68,13 @@ class ThreadedServer:
             with self._lock:
                 self._threads.add(thread)
             try:
-                with serving.signals_blocked():  # the new thread inherits the mask (see serving.py)
-                    thread.start()
+                thread.start()
             except RuntimeError as exc:  # "can't start new thread": out of memory or a limit
                 with self._lock:
                     self._threads.discard(thread)
                 conn.close()
                 acceptor.back_off(exc)
-        stop.wait()  # returns at once after a stop; else the listener failed: wait for one
+        signals.join()  # at once after a stop; else the listener failed: wait for a signal
 
     def _serve(self, conn: socket.socket, addr: object) -> None:
         try:

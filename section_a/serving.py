@@ -15,9 +15,7 @@ import resource
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
 from section_a import lag, protocol, room, session
@@ -110,63 +108,26 @@ def raise_fd_limit() -> int:
     return hard
 
 
-# Signals in a threaded program. The kernel delivers a signal sent to the process to any
-# one thread that does not block it, but Python runs signal handlers in the main thread
-# only. Had a client thread taken SIGTERM, the main thread would sleep on in accept() and
-# never run the handler. So every thread but the main one blocks these signals: a thread
-# inherits the mask of the thread that starts it, and ours are started in signals_blocked().
+# Signals in a threaded program. The kernel gives a signal sent to the process to any one
+# thread that does not block it, and Python runs its handlers in the main thread only,
+# between two bytecodes: never while that thread sleeps in accept(). So run() blocks
+# SIGINT and SIGTERM before any thread starts (a thread inherits the mask of the thread
+# that starts it: every thread then blocks them), and one thread takes them when it is
+# ready, with sigwait(): a blocking call like any other.
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
-@contextmanager
-def signals_blocked() -> Iterator[None]:
-    """SIGINT and SIGTERM wait while inside; threads started inside block them for good."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-class SignalStop:
-    """SIGINT or SIGTERM asks for the stop: `then(callback)` runs at it, `wait()` until it.
-
-    The handlers are installed first thing, so that a signal that comes before the
-    server is ready neither kills it nor is lost: `then` runs its callback at once if
-    a signal came already. A callback runs inside the handler, in the main thread, so
-    it may only ask (set a flag, wake a blocked call), and take no lock.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._callbacks: list[Callable[[], None]] = []
-        # wait() blocks reading this pipe; the handler writes a byte to it. Not an Event:
-        # setting one takes a lock, which the main thread may hold when the signal lands.
-        self._read, self._write = os.pipe()
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        logger.info("got %s; shutting down", signal.Signals(signum).name)
-        self.requested = True
-        os.write(self._write, b"!")
-        for callback in self._callbacks:
-            callback()
-
-    def then(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
-        if self.requested:
-            callback()
-
-    def wait(self) -> None:
-        os.read(self._read, 1)
+def wait_for_stop() -> None:
+    """Block until SIGINT or SIGTERM comes (or came, since run() started)."""
+    signum = signal.sigwait(STOP_SIGNALS)
+    logger.info("got %s; shutting down", signal.Signals(signum).name)
 
 
 class ChatServer(Protocol):
     """Stage A's and stage C's way of accepting: see run()."""
 
     def __init__(self, listener: socket.socket, handler: Handler) -> None: ...
-    def serve(self, stop: SignalStop, ready: Callable[[], None]) -> None: ...
+    def serve(self, ready: Callable[[], None]) -> None: ...
     def close(self, timeout: float) -> list[str]: ...
 
 
@@ -179,7 +140,7 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
     names those still alive after the timeout.
     """
     args = parse_args(description, argv)
-    stop = SignalStop()  # first: from now on SIGINT and SIGTERM stop the server cleanly
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # first: they wait for wait_for_stop()
     raise_fd_limit()
     threading.stack_size(STACK_SIZE)  # before any thread starts: 8 MiB is address space wasted
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -214,7 +175,7 @@ def run(description: str, argv: list[str] | None, server_type: type[ChatServer])
         print(f"listening on {shown}:{port}", flush=True)
 
     server = server_type(listener, handler)
-    server.serve(stop, ready)  # until SIGINT or SIGTERM
+    server.serve(ready)  # until SIGINT or SIGTERM
     chat.close()  # tell everyone, and wake every client's thread to leave
     stuck = server.close(STOP_TIMEOUT)
     if stuck:

@@ -3,7 +3,7 @@
     main thread            proactor's accept thread       one thread per client
     -----------            ------------------------       ---------------------
     start_proactor() -->   accept() --conn--> Thread(serve_client) --> recv() -> protocol
-    wait for the stop                                                     -> room -> sockets
+    sigwait() for the stop                                                -> room -> sockets
        |  SIGINT/SIGTERM: the room is told to close (wakes every recv), then
        |  stop_proactor() shuts the listener down (wakes accept), wakes and joins every thread
 
@@ -11,11 +11,12 @@ Everything a client sees is stage A's: the same protocol, room, outboxes and
 session, imported from section_a, and the same start and stop (serving.py). What
 changed is who accepts and who owns the threads: stage A's main thread ran the
 accept loop and kept the client threads; here `start_proactor(listener, handler)`
-does both, and the main thread only waits for the signal to stop. What an accept
+does both, and the main thread takes the signal to stop itself (stage A's signal
+thread's job: sigwait(), see serving.py). What an accept
 error means is the same in both: stage B's one policy (section_b/accepting.py).
-With n idle clients the process has n + 2 threads: the main thread, the
-proactor's accept thread (one per listener; the server has one) and the n client
-threads; and, as in stage A, a writer for each reader while it has a backlog.
+With n idle clients the process has n + 2 threads, as stage A: the main thread,
+the proactor's accept thread (one per listener; the server has one) and the n
+client threads; and, as in stage A, a writer for each reader while it has a backlog.
 
 Run it: python -m section_c.server --port 9034   (then: nc 127.0.0.1 9034)
 """
@@ -41,12 +42,11 @@ class ProactorServer:
         self.handler = handler
         self.proactor: Proactor | None = None
 
-    def serve(self, stop: serving.SignalStop, ready: Callable[[], None]) -> None:
-        """Start the proactor, and wait for `stop`: accepting goes on in its thread."""
-        with serving.signals_blocked():  # its threads inherit the mask (see serving.py)
-            self.proactor = start_proactor(self.listener, self.handler, name="chat")
+    def serve(self, ready: Callable[[], None]) -> None:
+        """Start the proactor, and wait for SIGINT or SIGTERM: accepting goes on in its thread."""
+        self.proactor = start_proactor(self.listener, self.handler, name="chat")
         ready()
-        stop.wait()
+        serving.wait_for_stop()
 
     def close(self, timeout: float) -> list[str]:
         """Stop the proactor: it closes the listener, wakes and joins every thread."""

@@ -25,6 +25,7 @@ import pytest
 
 from demo.processes import MAX_LINE, SENDQ
 from tests.conftest import SERVERS
+from tests.promises import BASE_THREADS
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -181,7 +182,7 @@ def test_the_real_client_has_2_threads_and_exits_3_by_itself_when_the_server_sto
 
 
 def test_the_stuck_reader_is_cut_while_the_others_get_every_line(demo: Demo) -> None:
-    base = {"section_a.server": 1, "section_c.server": 2}[demo.module]
+    base = BASE_THREADS[demo.module]
     talk = demo.step("erin reads nothing")
     assert f"past --sendq ({SENDQ} bytes), and the server cuts her" in demo.out
     said = {block.actor: int(block.text.split()[0]) for block in talk if block.verb == "types"}
@@ -216,7 +217,7 @@ def test_a_line_over_max_line_is_refused_to_its_sender_and_the_next_is_served(
 
 
 def test_the_server_thread_count_follows_the_clients(demo: Demo) -> None:
-    base = {"section_a.server": 1, "section_c.server": 2}[demo.module]
+    base = BASE_THREADS[demo.module]
     counts = re.findall(r"server threads: (\d+) = (\d+) \+ (\d+) client", demo.out)
     assert [(int(n), int(b)) for n, b, _ in counts] == [(base + int(k), base) for *_, k in counts]
     assert [int(k) for *_, k in counts] == [0, 3, 4, 5, 4, 3, 2]
