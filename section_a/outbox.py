@@ -96,6 +96,9 @@ class Outbox:
         # Linux would let the kernel's buffer grow to 4 MiB: a stuck reader would hold
         # that much more than --sendq says.
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.rules.sendq)
+        if self.sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Chat lines are small and wanted now: no Nagle delay waiting for an ACK.
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send(self, data: bytes) -> None:
         """Send `data` after everything before it, without waiting for the reader."""

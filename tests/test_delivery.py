@@ -224,6 +224,15 @@ def test_the_kernel_send_buffer_is_bounded_by_sendq(pair: Pair) -> None:
     assert conn.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == 2 * SENDQ != autotuned
 
 
+def test_a_small_line_goes_out_at_once_not_after_an_ack(pair: Pair) -> None:
+    # Nagle's algorithm holds a small segment while an earlier one is not acknowledged:
+    # in a busy room every reader's lines then waited for its delayed ACKs (bench: the
+    # busy room's p50 went from 3 to 10 ms when the rewrite left TCP_NODELAY out).
+    conn, _ = pair.connect()
+    Outbox(conn, LagRules(sendq=SENDQ), Pace())
+    assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
 # --------------------------------------------------------------------------- the room's order
 
 
