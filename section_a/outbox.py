@@ -58,6 +58,8 @@ class Pace:
 
     def wait(self) -> None:
         """Return once no reader that reads lags (at once, mostly), or the room closes."""
+        if not self.lagging:  # the common case, without the lock: a reader that starts
+            return  # to lag just now holds up the next line said, not this one
         with self._changed:
             if self.lagging and self._open:
                 logger.debug("a sender waits: %d readers lag", len(self.lagging))
@@ -101,21 +103,29 @@ class Outbox:
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def send(self, data: bytes) -> None:
-        """Send `data` after everything before it, without waiting for the reader."""
+        """Send `data` after everything before it, without waiting for the reader.
+
+        Only the room calls this, under its lock: one call at a time. So while no writer
+        runs, nothing else uses the socket, and the common case, a socket that takes it
+        all, needs no lock of ours. Only this method sets `_writing`, and only the writer,
+        as its last act, clears it.
+        """
+        if not self._writing:  # nothing waits: the socket may take it all at once
+            try:  # one send that never waits: the room writes under its lock
+                sent = self.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:  # the peer is gone: its own thread finds out in recv()
+                with self._lock:
+                    self._close()
+                return
+            if sent == len(data):
+                return
+            data = data[sent:]
         with self._lock:
             if self.closed:
                 return
-            if not self._writing:  # nothing waits: the socket may take it all at once
-                try:  # one send that never waits: the room writes under its lock
-                    sent = self.sock.send(data, socket.MSG_DONTWAIT)
-                except BlockingIOError:
-                    sent = 0
-                except OSError:  # the peer is gone: its own thread finds out in recv()
-                    self._close()
-                    return
-                if sent == len(data):
-                    return
-                data = data[sent:]
+            if not self._writing:
                 self._writing = True
                 self._writer = threading.Thread(target=self._write, name=self.name)
                 self._writer.start()
@@ -198,5 +208,6 @@ class Outbox:
         self.closed = True
         self._pending.clear()
         self.backlog = 0
-        self.lagging_since = 0.0
-        self.pace.mark(self, False)
+        if self.lagging_since:  # the Pace knows only readers that lag
+            self.lagging_since = 0.0
+            self.pace.mark(self, False)
