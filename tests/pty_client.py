@@ -51,7 +51,7 @@ def client_env(**extra: str) -> dict[str, str]:
     """A known terminal and locale, no user settings: the same run on every machine."""
     drop = {"NO_COLOR", "PYTHONSTARTUP", "COLUMNS", "LINES", "TMUX"}
     env = {key: value for key, value in os.environ.items() if key not in drop}
-    env.update(TERM="xterm", LANG="C.UTF-8", LC_ALL="C.UTF-8", INPUTRC="/dev/null")
+    env.update(TERM="xterm", LANG="C.UTF-8", LC_ALL="C.UTF-8")
     env.update(extra)
     return env
 
