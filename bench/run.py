@@ -31,6 +31,11 @@ stalls, so it gets one run, cut short at a time limit.
 baseline's runs with a stuck reader, which only wait out their time limits, left out).
 `--only fanout,fanout_py` runs those measurements alone.
 
+The chat servers as they were before the threads rewrite (bench/before.py: commit
+85dcc39, extracted with git) are measured too, at the largest size and in the busy
+room, so that "no worse than before" compares figures of this run; also with
+`--quick`, as a smoke test of them. Without git history they are left out.
+
 Run it: python -m bench.run [--quick] [--only M,...] [--out PREFIX] [--render SAVED.json]
 """
 
@@ -46,7 +51,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from bench import measure_churn, measure_fanout, measure_latency, native, report, saving, tables
+from bench import (
+    before,
+    measure_churn,
+    measure_fanout,
+    measure_latency,
+    native,
+    report,
+    saving,
+    tables,
+)
 from bench.measuring import PYTHON, C, Server, Setup
 from bench.plan import FULL, QUICK, Plan
 from bench.processes import Placement, python_module
@@ -77,12 +91,16 @@ class Task:
 
 
 def tasks(
-    plan: Plan, c_relay: Server | None, only: frozenset[str] = frozenset()
+    plan: Plan,
+    c_relay: Server | None,
+    only: frozenset[str] = frozenset(),
+    old: tuple[Server, ...] = (),
 ) -> list[list[Task]]:
     """Rounds of tasks: the nth round holds the nth run of every measurement that has one.
 
     With `c_relay` None (no C compiler) there is no C relay, and the fan-out goes
-    through the Python generator; with `only`, just those measurements.
+    through the Python generator; `old`: the servers before the rewrite (before.py), if
+    any; with `only`, just those measurements.
     """
     big = max(plan.latency_clients)
     fast = C if c_relay is not None else PYTHON  # the fan-out's generator
@@ -133,6 +151,11 @@ def tasks(
             ("churn", relay, plan.repeats, churn(False, plan.churn_timeout)),
         ]
     wanted.append(("churn", NOTICES, plan.repeats, churn(False, plan.churn_timeout)))
+    for server in old:  # the latency targets' "before", and its memory per idle client
+        wanted += [
+            (f"latency_{big}", server, plan.repeats, latency(big, False)),
+            ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
+        ]
     if fast == C:  # the same fan-out through the Python generator: what it can measure
         wanted += [
             ("fanout_py", server, plan.fan_repeats_python, fan(False, plan.fan_timeout, PYTHON))
@@ -228,9 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         )
         placement.enter()
         try:
-            with tempfile.TemporaryDirectory(prefix="bench-logs-") as logs:
+            with (
+                tempfile.TemporaryDirectory(prefix="bench-logs-") as logs,
+                tempfile.TemporaryDirectory(prefix="bench-before-") as sources,
+            ):
+                old = before.extract(Path(sources))
+                said = "measured too" if old else "not measured: no git, or no history here"
+                print(f"bench: the servers of {before.REV}, before the threads rewrite: {said}",
+                      file=sys.stderr, flush=True)  # fmt: skip
                 setup = Setup(Path(logs), placement, built.get("c_loadgen"), plan.stuck_eof_wait)
-                results = execute(tasks(plan, c_relay, only), setup)
+                olds = before.servers(old) if old else ()
+                results = execute(tasks(plan, c_relay, only, olds), setup)
         finally:
             placement.restore()
         machine = report.finish(machine)
