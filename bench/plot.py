@@ -28,6 +28,8 @@ STYLE = {  # key: (label, colour)
     "asyncio": ("asyncio baseline", "tab:red"),
     "plain": ("plain relay", "tab:gray"),
     "crelay": ("C relay", "black"),
+    "A_before": ("section A before the rewrite", "tab:cyan"),
+    "C_before": ("section C before the rewrite", "tab:olive"),
 }
 
 
@@ -48,7 +50,7 @@ def plot(path: Path, plan: Plan, info: dict[str, str], r: Results) -> None:
             lat.plot([big], [stuck], "X", color=colour, markersize=11, label=f"{label}, p99, stuck")
         elif runs(r, "latency_stuck", key):
             stalled.append(label)
-    for key in ("plain", "crelay"):
+    for key in ("plain", "crelay", "A_before", "C_before"):  # measured at the largest size only
         relay_p99 = median(r, f"latency_{big}", key, "p99_ms")
         if math.isfinite(relay_p99):
             label, colour = STYLE[key]

@@ -3,6 +3,7 @@
     markdown() --> the run: machine, placement, what was measured how
                --> the table against the asyncio baseline (here)
                --> the table against the reference relays, the generator check (references.py)
+               --> the table against the servers before the threads rewrite (before.py)
                --> the targets, each marked met or not (targets.py)
                --> notes: every run that lost lines or failed
 
@@ -18,7 +19,7 @@ import math
 import statistics
 from typing import TYPE_CHECKING
 
-from bench import references, targets
+from bench import before, references, targets
 from bench.cells import Cell, churn_cell, fan_cell, number_cell, steady_cell
 from bench.measure_churn import ChurnRun
 from bench.measure_fanout import FanOut
@@ -125,6 +126,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
 
     out += ["", f"![latency and throughput]({info.get('png', 'latest.png')})", ""]
     out += references.against_relays(plan, r)
+    out += before.table(plan, r)
     out += targets.table(plan, r, baseline)
     out += references.generator(plan, r, baseline)
     out += notes(r)
