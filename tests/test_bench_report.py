@@ -1,14 +1,22 @@
 """The benchmark's report: its figures are the medians of the runs, divided within the run.
 
 The tables are built from saved records (bench/report.py's Results), so they are
-checked here with records made up for the purpose: no server runs.
+checked here with records made up for the purpose: no server runs. The sources of
+the servers before the threads rewrite, which the report compares with, come from git.
 """
 
 from __future__ import annotations
 
-from bench import references
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench import before, references, targets
 from bench.measure_churn import ChurnRun
+from bench.measure_latency import Steady
 from bench.plan import FULL
+from bench.processes import ROOT
 from bench.report import PLAIN_NOTICES, Results
 
 
@@ -59,3 +67,96 @@ def test_the_notices_paragraph_divides_the_relays_cpu_per_cycle_with_and_without
 def test_without_the_notices_relay_measured_the_report_says_nothing_of_it() -> None:
     results: Results = {"churn": {"A": [churn_run(0.66, 2000)], "plain": [churn_run(0.4, 2000)]}}
     assert references.notices(results) == []
+
+
+def steady_run(p99_ms: float, server_cpu: float = 0.1, kib: float = 12.0) -> Steady:
+    return Steady(
+        clients=1000, senders=20, rate=2.0, p50_ms=p99_ms / 2, p99_ms=p99_ms, delivered=200_000,
+        expected=200_000, lossless=True, cut=0, cpu_us_per_line=server_cpu / 200_000 * 1e6,
+        system_us_per_line=0.0, server_cpu=server_cpu, generator_cpu=1.0, elapsed=10.0,
+        fill_kept_up=None, fill_kernel_bytes=0, stuck_closed=None, connect_s=1.0,
+        kib_per_client=kib, threads_per_client=1.0,
+    )  # fmt: skip
+
+
+def latency_results(a: float, a_before: float, c: float, c_before: float) -> Results:
+    """p99s (ms) at the largest size and in the busy room, ours and before the rewrite."""
+    by = {"A": a, "A_before": a_before, "C": c, "C_before": c_before}
+    return {m: {k: [steady_run(p99)] for k, p99 in by.items()} for m in (LATENCY, "latency_busy")}
+
+
+LATENCY = f"latency_{max(FULL.latency_clients)}"
+
+
+def row(table: list[str], start: str) -> list[str]:
+    line = next(line for line in table if line.startswith(f"| {start}"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
+def test_the_before_table_gives_ours_and_before_side_by_side_and_ours_over_before() -> None:
+    results: Results = {
+        LATENCY: {
+            "A": [steady_run(7.0, 0.2, 12.0), steady_run(8.0, 0.3, 13.0), steady_run(30, 0.9, 40)],
+            "A_before": [steady_run(10.0, 0.4, 8.0)],
+            "C": [steady_run(9.0, 0.5, 16.0)],
+            "C_before": [steady_run(6.0, 0.25, 8.0)],
+        }
+    }
+    table = before.table(FULL, results)
+    assert table[0] == "## Against the servers before the threads rewrite (85dcc39)"
+    # A's median run (8 ms, 1.5 µs a line, 13 KiB); columns A, A before, C, C before, ratios.
+    assert row(table, "p99 latency, 1,000") == ["8.0", "10.0", "9.0", "6.0", "0.80x", "1.50x"]
+    assert row(table, "server CPU per") == ["1.5", "2", "2.5", "1.25", "0.75x", "2.00x"]
+    assert row(table, "memory per idle") == ["13.0", "8.0", "16.0", "8.0", "1.62x", "2.00x"]
+    assert not any(line.startswith("| p99 latency in the busy room") for line in table)
+
+
+def test_without_the_servers_before_the_rewrite_there_is_no_table_of_them() -> None:
+    results: Results = {LATENCY: {"A": [steady_run(7.0)], "C": [steady_run(8.0)]}}
+    assert before.table(FULL, results) == []
+
+
+def target(results: Results, start: str) -> list[str]:
+    return row(targets.table(FULL, results, "asyncio"), start)
+
+
+def test_latency_no_worse_than_before_is_met_at_the_same_p99_in_the_same_run() -> None:
+    results = latency_results(a=7.1, a_before=7.1, c=8.4, c_before=8.0)
+    at_1000 = target(results, "p99 latency at 1,000 clients no worse than before the rewrite")
+    assert at_1000 == ["7.1 ms, 1.00x ✔", "8.4 ms, 1.05x ✘"]
+    busy = target(results, "p99 latency in the busy room no worse than before the rewrite")
+    assert busy == ["7.1 ms, 1.00x ✔", "8.4 ms, 1.05x ✘"]
+
+
+def test_latency_targets_are_left_out_without_the_servers_before_the_rewrite() -> None:
+    results = latency_results(a=7.1, a_before=7.1, c=8.4, c_before=8.0)
+    for by in results.values():
+        del by["A_before"], by["C_before"]
+    text = "\n".join(targets.table(FULL, results, "asyncio"))
+    assert "memory per idle client" in text  # the table is made, without those two
+    assert "no worse than before" not in text
+
+
+def test_the_old_servers_sources_are_extracted_from_git_and_a_missing_revision_is_none(
+    tmp_path: Path,
+) -> None:
+    if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", before.REV]).returncode:
+        pytest.skip(f"no git history with {before.REV} here (a copy of the repository?)")
+    assert before.extract(tmp_path / "old") == tmp_path / "old"
+    assert (tmp_path / "old" / "section_a" / "server.py").is_file()
+    assert before.extract(tmp_path / "none", rev="0" * 40) is None
+
+
+def test_the_old_servers_command_imports_the_old_code_not_the_repositorys(
+    tmp_path: Path,
+) -> None:
+    if before.extract(tmp_path) is None:
+        pytest.skip(f"no git history with {before.REV} here (a copy of the repository?)")
+    command = before.servers(tmp_path)[0].command
+    assert command[-2:] == ("-m", "section_a.server")
+    # As ServerRun starts it: from the repository, whose new section_a must not be found.
+    probe = "import section_a.outbox as o; print(o.__file__, hasattr(o, 'Flusher'))"
+    done = subprocess.run(
+        [*command[:-2], "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert done.stdout.split() == [str(tmp_path / "section_a" / "outbox.py"), "True"]
