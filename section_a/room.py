@@ -7,12 +7,6 @@ welcome comes before anything said after it joined. A write never waits for a
 reader (outbox.py): what a socket does not take at once waits in that reader's
 backlog, which a thread of its own then writes.
 
-What a member says joins a short list first; whoever holds the lock next writes
-every line said by then, one send per reader. So in a busy room, while one thread
-writes, the lines said meanwhile wait for the next write and go out together: each
-reader gets them in one send, not one send a line. Every other write (a join, a
-leave, a reply) writes that list first, so nothing overtakes a line said before it.
-
 A member who said a line then waits, outside the lock, while any reader lags and
 still reads (lag.py). Notices, replies and private lines never wait: they are
 small, and a thread that leaves must never wait.
@@ -55,8 +49,6 @@ class ChatRoom:
         self.pace = Pace()  # where senders wait while a reader lags
         self.closing = threading.Event()  # set once, by close()
         self._lock = threading.Lock()
-        self._said: list[tuple[bytes, Member]] = []  # lines said, not written yet; their sayers
-        self._said_lock = threading.Lock()  # held for a moment: to add to the list, or take it
         self._members: dict[str, Member] = {}  # lower-cased name -> member, in joining order
         self._guests = itertools.count(1)
 
@@ -64,7 +56,6 @@ class ChatRoom:
         """Admit a new connection under a guest name, or refuse it (None)."""
         peer = peer_name(addr)
         with self._lock:
-            self._write_said()
             if self.closing.is_set():
                 refusal = protocol.SHUTTING_DOWN
             elif len(self._members) >= self.max_clients:
@@ -94,7 +85,6 @@ class ChatRoom:
         `why` it left is for the log; why the server cut it (its outbox's reason), for all.
         """
         with self._lock:
-            self._write_said()
             if self._members.get(member.name.lower()) is not member:  # it has left already
                 return
             del self._members[member.name.lower()]
@@ -115,22 +105,18 @@ class ChatRoom:
 
     def say(self, member: Member, data: bytes) -> None:
         """Give what `member` said to everyone else; return once no reader that reads lags."""
-        with self._said_lock:
-            self._said.append((data, member))
         with self._lock:
-            self._write_said()  # ours, and every line said while we waited for the lock
+            self._broadcast(data, skip=member)
         self.pace.wait()
 
     def tell(self, member: Member, data: bytes) -> None:
         """Send `data` to `member` alone, after everything the room was told before it."""
         with self._lock:
-            self._write_said()
             member.outbox.send(data)
 
     def who(self, member: Member) -> None:
         """Tell `member` who is here."""
         with self._lock:
-            self._write_said()
             names = [m.name for m in self._members.values()]
             member.outbox.send(protocol.notice(f"here now ({len(names)}): {', '.join(names)}"))
 
@@ -140,7 +126,6 @@ class ChatRoom:
         if problem:
             return problem
         with self._lock:
-            self._write_said()
             holder = self._members.get(new.lower())
             if holder is not None and holder is not member:
                 return f"the name {new} is taken"
@@ -155,29 +140,8 @@ class ChatRoom:
         logger.info("%s is now %s", old, new)
         return None
 
-    @property
-    def unwritten(self) -> int:
-        """Lines said and not written yet: they go out with the next write."""
-        return len(self._said)
-
     def find(self, name: str) -> Member | None:
         return self._members.get(name.lower())
-
-    def _write_said(self) -> None:
-        # Called with the lock held: every line said so far, to every member but its sayer.
-        with self._said_lock:
-            said, self._said = self._said, []
-        if len(said) <= 1:
-            for data, sayer in said:
-                self._broadcast(data, skip=sayer)
-            return
-        everything = b"".join(data for data, _ in said)
-        sayers = {sayer for _, sayer in said}
-        for member in self._members.values():
-            if member not in sayers:
-                member.outbox.send(everything)
-            elif rest := b"".join(data for data, sayer in said if sayer is not member):
-                member.outbox.send(rest)
 
     def _broadcast(self, data: bytes, skip: Member | None = None) -> None:
         # Called with the lock held: one send to every member but `skip`, none of them waits.
@@ -192,7 +156,6 @@ class ChatRoom:
         members' threads then leave by themselves; their owner joins them.
         """
         with self._lock:
-            self._write_said()
             self.closing.set()
             members = list(self._members.values())
             self._broadcast(protocol.SHUTTING_DOWN)

@@ -264,53 +264,6 @@ def test_everyone_hears_the_room_in_the_same_order(pair: Pair, rooms: Rooms) -> 
             assert seen_by_a == seen_by_b and len(seen_by_a) == 2 * lines
 
 
-class HeldOutbox:
-    """A member's outbox whose next send holds the room until the test lets it go.
-
-    It stands for a write that takes a while (a thousand readers), so that the test
-    can say lines while the room is busy; everything else is the real outbox's.
-    """
-
-    def __init__(self, outbox: Outbox) -> None:
-        self.outbox = outbox
-        self.sends: list[bytes] = []
-        self.holding = threading.Event()
-        self.release = threading.Event()
-
-    def send(self, data: bytes) -> None:
-        self.sends.append(data)
-        if not self.release.is_set():
-            self.holding.set()
-            assert self.release.wait(5.0), "the test never let the room go"
-        self.outbox.send(data)
-
-    def __getattr__(self, name: str) -> object:  # everything else is the real outbox's
-        return getattr(self.outbox, name)
-
-
-def test_lines_said_while_the_room_is_busy_reach_each_reader_in_one_send(
-    pair: Pair, rooms: Rooms
-) -> None:
-    room = rooms.make(LagRules(sendq=SENDQ))
-    members = [join(rooms, room, pair) for _ in range(4)]
-    reader, reader_peer = members[3]
-    held = HeldOutbox(reader.outbox)
-    reader.outbox = held  # type: ignore[assignment]
-    first = saying(room, members[0][0], b"0:1\n")
-    held.holding.wait(5.0)  # the room is busy writing 0:1: two more lines are said meanwhile
-    later = [saying(room, member, b"%d:1\n" % i) for i, (member, _) in enumerate(members[1:3], 1)]
-    wait_for(lambda: room.unwritten == 2, "the two lines to wait for the next write")
-    held.release.set()
-    for thread in [first, *later]:
-        thread.join(5.0)
-        assert not thread.is_alive()
-    assert held.sends[0] == b"0:1\n"
-    assert set(held.sends[1:]) <= {b"1:1\n2:1\n", b"2:1\n1:1\n"} and len(held.sends) == 2, (
-        f"the lines said meanwhile went to the reader one send each: {held.sends}"
-    )
-    reader_peer.read_all(held.sends[1])
-
-
 def test_the_welcome_comes_first_and_the_join_notice_goes_to_those_it_names(
     pair: Pair, rooms: Rooms
 ) -> None:
