@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from grader.processes import Program, listening_sockets, wait_listening
 from harness import proc
 
+# Seconds a server may take to be seen dead once a connection to it was reset or refused:
+# the kernel closes a dying process's sockets before its parent can reap it.
+DYING = 1.0
 START_TIMEOUT = 5.0  # seconds from exec to a listening socket
 SETTLE = 0.3  # seconds a count must hold still to be the count
 
@@ -101,8 +104,11 @@ class Running:
     def alive(self) -> bool:
         return self.program.alive() and os.path.exists(f"/proc/{self.pid}/task")
 
-    def died(self) -> str:
-        """'the server died (killed by SIGPIPE; ...)', or '' while it lives."""
+    def died(self, within: float = 0.0) -> str:
+        """'the server died (killed by SIGPIPE; ...)', or '' while it lives (after
+        waiting up to `within` seconds for it to end)."""
+        if not self.stopped and within:
+            self.program.wait(within)  # returns as soon as it has ended
         if self.stopped or self.alive():
             return self.death
         return f"the server died ({self.program.how_it_ended()})"
@@ -147,13 +153,14 @@ class Running:
                 return value == goal, value
             time.sleep(0.02)
 
-    def stop(self) -> None:
-        self.death = self.died()
+    def stop(self, dying: float = 0.0) -> None:
+        self.death = self.died(dying)
         self.stopped = True
         self.program.stop()
 
     def __enter__(self) -> Running:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        # Left by a reset or a refused connection: the server may be dying (see DYING).
+        self.stop(DYING if kind is not None and issubclass(kind, OSError) else 0.0)
