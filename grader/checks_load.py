@@ -24,6 +24,9 @@ STUCK_SENDING = 3.0  # seconds of sending while one client reads nothing
 STUCK_RATE = 1500  # lines of 1 KB a second: 4.5 MB in all, more than the kernel buffers
 CHURN, CHURN_BATCH = 200, 10
 DISCONNECT_BURST = 6000  # lines of 1 KB on their way to a client that stops reading
+# Bursts at most, until the server stops taking them: a server whose writes block on the
+# client that stopped reading is then blocked in one when that client resets.
+DISCONNECT_BURSTS = 2
 BACK_TIMEOUT = 3.0  # seconds for threads and descriptors to come back to base
 
 
@@ -95,9 +98,11 @@ def disconnects(subject: Subject) -> Verdict:
         # to a socket the server may be writing to, which raises SIGPIPE in a C program
         # that did not ask for MSG_NOSIGNAL, and ends it.
         crowd.stop_reading(unread)
-        for _ in range(DISCONNECT_BURST):  # more than the kernel buffers for unread
-            crowd.say(alice, filler=1000)
-        crowd.wait(lambda: not alice.outbox, 1.0)
+        for _ in range(DISCONNECT_BURSTS):  # until alice's lines wait: the server is held
+            for _ in range(DISCONNECT_BURST):  # more than the kernel buffers for unread
+                crowd.say(alice, filler=1000)
+            if not crowd.wait(lambda: not alice.outbox, 1.0):
+                break
         crowd.close(unread, reset=True)
         for _ in range(100):
             crowd.say(alice, filler=1000)
