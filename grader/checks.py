@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from grader.subject import DYING, CannotRun, Failed
+from grader.subject import CannotRun, Failed
 
 
 @dataclass
@@ -114,16 +114,15 @@ def run_check(chosen: Check, subject: Any, budget: float = CARD_BUDGET) -> Verdi
         return Verdict(False, _or_death(subject, str(exc)))
     except (OSError, ValueError, LookupError) as exc:
         # /proc gone (the program died), a reset, a refused connection: the program's doing.
-        return Verdict(False, _or_death(subject, f"{type(exc).__name__}: {exc}", DYING))
+        return Verdict(False, _or_death(subject, f"{type(exc).__name__}: {exc}"))
     except Exception as exc:  # the grader's own bug: a verdict of "could not run", not a crash
         return Verdict(None, f"could not run: the grader failed ({type(exc).__name__}: {exc})")
 
 
-def _or_death(subject: Any, evidence: str, dying: float = 0.0) -> str:
-    """A dead server is the likelier cause of a failure than what the check saw of it;
-    `dying`: seconds to let a server that is going finish dying."""
+def _or_death(subject: Any, evidence: str) -> str:
+    """A dead server is the likelier cause of a failure than what the check saw of it."""
     running = getattr(subject, "current", None)
-    death = running.died(dying) if running is not None else ""
+    death = running.died() if running is not None else ""
     return f"{death}; {evidence}" if death and death not in evidence else evidence
 
 
