@@ -107,14 +107,14 @@ class Probe:
             if self.reader not in ready:
                 continue
             data, ancillary, _, _ = self.reader.recvmsg(65536, socket.CMSG_SPACE(TIMESPEC.size))
+            if not data:  # before the stamp: an end of input comes with none
+                raise ConnectionError("the server closed the probe's reader")
             arrived = next(
                 seconds * 1_000_000_000 + nanoseconds
                 for level, kind, value in ancillary
                 if (level, kind) == (socket.SOL_SOCKET, SO_TIMESTAMPNS)
                 for seconds, nanoseconds in [TIMESPEC.unpack(value)]
             )
-            if not data:
-                raise ConnectionError("the server closed the probe's reader")
             buffer += data
             end = buffer.rfind(b"\n") + 1
             for seq, stamp in PROBE.findall(buffer, 0, end):

@@ -65,7 +65,7 @@ def cut_lines(server: ServerProcess) -> list[str]:
     return [line for line in server.stderr().splitlines() if CUT_FOR_BACKLOG.search(line)]
 
 
-def probe_p99_ms(probe: Probe, delivery: Delivery, module: str, what: str) -> float:
+def probe_p99_ms(probe: Probe, delivery: Delivery, server: ServerProcess, what: str) -> float:
     """The p99 of the probe's lines, which the load generator cannot distort.
 
     The swarm's own latencies are stamped when its one loop gets round to reading, so
@@ -74,11 +74,15 @@ def probe_p99_ms(probe: Probe, delivery: Delivery, module: str, what: str) -> fl
     thread of its own that wakes as a line arrives (tests/probe.py), so its figure is
     the server's delivery time. Both are printed; only the probe's is held to P99_MS.
     """
-    latencies = probe.stop()
+    try:
+        latencies = probe.stop()
+    except AssertionError as exc:  # with what the server said of whoever it let go
+        left = [line for line in server.stderr().splitlines() if " left " in line]
+        raise AssertionError(f"{exc}; the server's log of those who left: {left}") from exc
     assert len(latencies) == probe.sent > 0
     p99 = p99_ms(latencies)
     print(
-        f"\n{module}: {SENDERS} senders x {RATE:g}/s, {what}: {delivery.summary()}; "
+        f"\n{server.module}: {SENDERS} senders x {RATE:g}/s, {what}: {delivery.summary()}; "
         f"probe ({len(latencies)} lines): p99 {p99:.1f} ms, max {max(latencies) * 1000:.1f} ms"
     )
     return p99
@@ -113,7 +117,7 @@ def test_a_stuck_reader_is_cut_and_the_others_get_every_line_in_time(
             until=lambda: cuts(server),  # and on, until the stuck reader is cut
             timeout=max(CUT_WITHIN, SIZES.steady_seconds),
         )
-        p99 = probe_p99_ms(probe, delivery, server.module, "stuck reader, --sendq 64 KiB")
+        p99 = probe_p99_ms(probe, delivery, server, "stuck reader, --sendq 64 KiB")
     stuck.close()
     record_property("p99_ms_with_stuck_reader_small_sendq", round(p99, 1))
     lines_to_it = sum(delivery.expected.values()) // (SENDERS - 1)
@@ -338,7 +342,7 @@ def test_one_stuck_reader_does_not_delay_the_others(
         assert not (filled.lost or filled.extra or filled.cut), filled.summary()
         probe.start()
         delivery = swarm.steady(senders, rate=RATE, duration=SIZES.steady_seconds)
-        p99 = probe_p99_ms(probe, delivery, server.module, "stuck reader")
+        p99 = probe_p99_ms(probe, delivery, server, "stuck reader")
     stuck.close()
     record_property("p99_ms_with_stuck_reader", round(p99, 1))
     assert_everything_arrived(delivery)
