@@ -16,6 +16,13 @@
    halved at the first mismatch; only a line that does not start such a run (a notice, a
    duplicate, a fault) is looked at alone. harness/load.py's Swarm._verify does the same.
 
+   A steady run (c_loadgen --steady) stamps each line with its send time, in the 19 digits
+   that are zeros above, so no two lines of a run are alike in advance: there a line is
+   compared byte for byte except for those digits, which must be digits, and the stamp is
+   kept (`struct stamps`) for the caller to turn into a latency. One line at a time: a
+   steady run is a few hundred thousand lines a second, not tens of millions, and a run
+   of stamped lines could not be compared as a whole anyway.
+
    A header with the definitions in, included once by c_loadgen.c: the generator is one
    translation unit, built by one cc command. `self_test()` (c_loadgen --self-test) feeds
    the checker streams with each kind of fault and fails unless each is counted. */
@@ -27,12 +34,22 @@
 
 #define LINE_SIZE 64 /* bytes in one load line, its newline included (harness/load.py) */
 #define MAX_NAME 32  /* longest name a welcome line may give */
+#define STAMP_AT 16  /* where the send time starts in a load line: after `~L%05d:%07d:` */
+#define STAMP_DIGITS 19
 
 struct sender {
     char prefix[MAX_NAME + 3]; /* "NAME: ", as the server puts it before each line */
     size_t prefix_len, width;  /* width: prefix and line, as a receiver gets it */
+    int count;                 /* how many lines it sends: a line numbered past them is forged */
     char *lines;               /* what it sends: its load lines, back to back */
     char *forwarded;           /* what the others get: the prefix before each line */
+};
+
+/* Send times (CLOCK_MONOTONIC ns) of the lines checked, in arrival order; the caller turns
+   each into a latency (now - stamp) once it has read the clock. Shared by every receiver. */
+struct stamps {
+    int64_t *ns;
+    size_t n, cap;
 };
 
 struct check {
@@ -46,6 +63,7 @@ struct check {
     int tail_overflow;       /* the line in `tail` is longer than any expected */
     char name[MAX_NAME + 1]; /* from the welcome line */
     const char *token;       /* a reply being waited for, NULL when none */
+    struct stamps *stamps;   /* a steady run: lines carry send times, kept here; NULL: none */
     long load, unique, duplicated, reordered, malformed, own, notices;
 };
 
@@ -76,6 +94,7 @@ static void load_line(char *out, int sender, int seq) {
 }
 
 static void sender_init(struct sender *s, int index, const char *name, int lines) {
+    s->count = lines;
     s->prefix_len = (size_t)snprintf(s->prefix, sizeof s->prefix, "%s: ", name);
     s->width = s->prefix_len + LINE_SIZE;
     s->lines = allocate((size_t)lines * LINE_SIZE);
@@ -97,6 +116,30 @@ static long digits(const char *p, int n) {
         value = value * 10 + (p[i] - '0');
     }
     return value;
+}
+
+/* The send time in the STAMP_DIGITS at `p`, or -1 if one of them is not a digit. Unsigned
+   arithmetic: 19 nines do not fit an int64_t, and a corrupt stamp must not be undefined. */
+static int64_t stamp_of(const char *p) {
+    uint64_t value = 0;
+    for (int i = 0; i < STAMP_DIGITS; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        value = value * 10 + (uint64_t)(p[i] - '0');
+    }
+    return value > INT64_MAX ? -1 : (int64_t)value;
+}
+
+static void keep_stamp(struct stamps *k, int64_t ns) {
+    if (k->n == k->cap) { /* doubling: a run's million lines cost about twenty reallocs */
+        k->cap = k->cap ? 2 * k->cap : 4096;
+        k->ns = realloc(k->ns, k->cap * sizeof *k->ns);
+        if (!k->ns) {
+            perror("c_loadgen: realloc");
+            exit(1);
+        }
+    }
+    k->ns[k->n++] = ns;
 }
 
 static int seen(const struct check *c, size_t bit) { return c->seen[bit / 64] >> bit % 64 & 1; }
@@ -134,7 +177,7 @@ static long sender_of(const struct check *c, const char *line, const char *end, 
     long s = digits(mark + 2, 5);
     *seq = digits(mark + 8, 7);
     if (s < 0 || s >= c->senders || *seq < 0 || *seq >= c->lines || !c->from ||
-        (size_t)(mark - line) != c->from[s].prefix_len)
+        *seq >= c->from[s].count || (size_t)(mark - line) != c->from[s].prefix_len)
         return -1;
     return s;
 }
@@ -169,6 +212,17 @@ static size_t run(struct check *c, const char *line, const char *end) {
     return good * from->width;
 }
 
+/* The line of `n` bytes is `want` byte for byte; in a steady run, but for its send time,
+   which must be digits and is returned in *stamp. */
+static int same_line(const struct check *c, const char *line, const char *want, size_t prefix_len,
+                     size_t n, int64_t *stamp) {
+    if (!c->stamps)
+        return !memcmp(line, want, n);
+    size_t at = prefix_len + STAMP_AT, after = at + STAMP_DIGITS;
+    *stamp = stamp_of(line + at);
+    return *stamp >= 0 && !memcmp(line, want, at) && !memcmp(line + after, want + after, n - after);
+}
+
 /* One whole line, its newline included, judged alone. */
 static void check_line(struct check *c, const char *line, size_t n) {
     if (n >= 2 && line[0] == '*' && line[1] == ' ') {
@@ -182,10 +236,15 @@ static void check_line(struct check *c, const char *line, size_t n) {
     c->load++;
     long q, s = sender_of(c, line, line + n, &q);
     const struct sender *from = s >= 0 ? &c->from[s] : NULL;
-    if (!from || n != from->width || memcmp(line, from->forwarded + (size_t)q * from->width, n)) {
+    int64_t stamp = 0;
+    if (!from || n != from->width ||
+        !same_line(c, line, from->forwarded + (size_t)q * from->width, from->prefix_len, n,
+                   &stamp)) {
         c->malformed++; /* cut, run into another, altered, or under the wrong name */
         return;
     }
+    if (c->stamps) /* every line that came whole, as harness/load.py times them */
+        keep_stamp(c->stamps, stamp);
     size_t bit = (size_t)s * (size_t)c->lines + (size_t)q;
     if (s == c->self)
         c->own++;
@@ -204,7 +263,7 @@ static void check_line(struct check *c, const char *line, size_t n) {
 static void check_lines(struct check *c, const char *p, const char *end) {
     /* `end` follows a newline, so every line here is whole. */
     while (p < end) {
-        size_t took = run(c, p, end);
+        size_t took = c->stamps ? 0 : run(c, p, end); /* stamped lines differ: one by one */
         if (took) {
             p += took;
             continue;
@@ -277,7 +336,7 @@ static void put_line(struct stream *out, const struct sender *from, int seq) {
     put(out, from->forwarded + (size_t)seq * from->width, from->width);
 }
 
-enum fault { NONE, DROP, DUPLICATE, SWAP, ALTER, TRUNCATE, OWN, WRONG_NAME };
+enum fault { NONE, DROP, DUPLICATE, SWAP, ALTER, TRUNCATE, OWN, WRONG_NAME, BAD_STAMP };
 
 /* What receiver 0 gets from senders 1 and 2, ST_RUN lines of one then of the other,
    with one fault at line ST_FAULT of sender 1; its welcome and a notice come along. */
@@ -324,6 +383,9 @@ static void build(struct stream *out, const struct sender *from, enum fault faul
                     put(out, from[2].prefix, from[2].prefix_len);
                     put(out, from[1].lines + (size_t)k * LINE_SIZE, LINE_SIZE);
                     break;
+                case BAD_STAMP: /* its send time is spoilt once stamped (stamp_stream) */
+                    put_line(out, &from[s], k);
+                    break;
                 }
             }
         }
@@ -332,11 +394,50 @@ static void build(struct stream *out, const struct sender *from, enum fault faul
     }
 }
 
+#define ST_STAMP 1234567890000000000LL /* the send times: this plus sender * ST_SPREAD + seq */
+#define ST_SPREAD 100000
+
+/* With `every`, as a steady run sends them: each load line's zeros replaced by a send time
+   of its own (ST_STAMP + sender * ST_SPREAD + seq), and with BAD_STAMP a letter in that of
+   line ST_FAULT of sender 1. Without: that line alone gets a send time, all digits, where a
+   fan-out expects zeros. */
+static void stamp_stream(struct stream *out, enum fault fault, int every) {
+    char *p = out->data, *end = out->data + out->len;
+    while (p < end) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        char *mark = memmem(p, (size_t)(nl - p), "~L", 2);
+        if (mark && nl - mark >= STAMP_AT + STAMP_DIGITS) {
+            long s = digits(mark + 2, 5), q = digits(mark + 8, 7);
+            int faulty = fault == BAD_STAMP && s == 1 && q == ST_FAULT;
+            char text[STAMP_DIGITS + 1];
+            snprintf(text, sizeof text, "%019lld", ST_STAMP + s * ST_SPREAD + q);
+            if (every || faulty)
+                memcpy(mark + STAMP_AT, text, STAMP_DIGITS);
+            if (every && faulty)
+                mark[STAMP_AT + 7] = 'x';
+        }
+        p = nl + 1;
+    }
+}
+
+/* The stamps kept are those written: one per line that came whole, each where it belongs. */
+static int stamps_ok(const struct check *c, const struct stamps *k) {
+    if ((long)k->n != c->load - c->malformed)
+        return 0;
+    for (size_t i = 0; i < k->n; i++) {
+        int64_t off = k->ns[i] - ST_STAMP;
+        if (off < 0 || off / ST_SPREAD >= ST_SENDERS || off % ST_SPREAD >= ST_LINES)
+            return 0;
+    }
+    return k->n && k->ns[0] == ST_STAMP + ST_SPREAD; /* the first line: sender 1's line 0 */
+}
+
 struct expect {
     const char *what;
     enum fault fault;
     size_t chunk; /* bytes fed at once: 0 for all at once */
     long missing, duplicated, reordered, malformed, own;
+    int stamped; /* as a steady run sends them: each line with its send time */
 };
 
 static int self_test(void) {
@@ -347,19 +448,29 @@ static int self_test(void) {
         sender_init(&from[s], s, name, ST_LINES);
     }
     static const struct expect cases[] = {
-        {"clean, fed whole", NONE, 0, 0, 0, 0, 0, 0},
-        {"clean, fed a byte at a time", NONE, 1, 0, 0, 0, 0, 0},
-        {"clean, fed 100 bytes at a time", NONE, 100, 0, 0, 0, 0, 0},
-        {"a line lost", DROP, 0, 1, 0, 0, 0, 0},
-        {"a line lost, fed 13 bytes at a time", DROP, 13, 1, 0, 0, 0, 0},
-        {"a line duplicated", DUPLICATE, 0, 0, 1, 0, 0, 0},
-        {"a line duplicated, fed a byte at a time", DUPLICATE, 1, 0, 1, 0, 0, 0},
-        {"two lines swapped", SWAP, 0, 0, 0, 1, 0, 0},
-        {"two lines swapped, fed a byte at a time", SWAP, 1, 0, 0, 1, 0, 0},
-        {"a byte altered", ALTER, 0, 1, 0, 0, 1, 0},
-        {"a line cut short, run into the next", TRUNCATE, 0, 2, 0, 0, 1, 0},
-        {"its own line", OWN, 0, 0, 0, 0, 0, 1},
-        {"a line under another sender's name", WRONG_NAME, 0, 1, 0, 0, 1, 0},
+        {"clean, fed whole", NONE, 0, 0, 0, 0, 0, 0, 0},
+        {"clean, fed a byte at a time", NONE, 1, 0, 0, 0, 0, 0, 0},
+        {"clean, fed 100 bytes at a time", NONE, 100, 0, 0, 0, 0, 0, 0},
+        {"a line lost", DROP, 0, 1, 0, 0, 0, 0, 0},
+        {"a line lost, fed 13 bytes at a time", DROP, 13, 1, 0, 0, 0, 0, 0},
+        {"a line duplicated", DUPLICATE, 0, 0, 1, 0, 0, 0, 0},
+        {"a line duplicated, fed a byte at a time", DUPLICATE, 1, 0, 1, 0, 0, 0, 0},
+        {"two lines swapped", SWAP, 0, 0, 0, 1, 0, 0, 0},
+        {"two lines swapped, fed a byte at a time", SWAP, 1, 0, 0, 1, 0, 0, 0},
+        {"a byte altered", ALTER, 0, 1, 0, 0, 1, 0, 0},
+        {"a line cut short, run into the next", TRUNCATE, 0, 2, 0, 0, 1, 0, 0},
+        {"its own line", OWN, 0, 0, 0, 0, 0, 1, 0},
+        {"a line under another sender's name", WRONG_NAME, 0, 1, 0, 0, 1, 0, 0},
+        {"stamped, clean, fed whole", NONE, 0, 0, 0, 0, 0, 0, 1},
+        {"stamped, clean, fed 7 bytes at a time", NONE, 7, 0, 0, 0, 0, 0, 1},
+        {"stamped, a line lost", DROP, 0, 1, 0, 0, 0, 0, 1},
+        {"stamped, a line duplicated", DUPLICATE, 0, 0, 1, 0, 0, 0, 1},
+        {"stamped, two lines swapped", SWAP, 0, 0, 0, 1, 0, 0, 1},
+        {"stamped, a byte altered", ALTER, 0, 1, 0, 0, 1, 0, 1},
+        {"stamped, its own line", OWN, 0, 0, 0, 0, 0, 1, 1},
+        {"stamped, a line under another sender's name", WRONG_NAME, 0, 1, 0, 0, 1, 0, 1},
+        {"stamped, a send time not all digits", BAD_STAMP, 0, 1, 0, 0, 1, 0, 1},
+        {"a send time where zeros are expected, unstamped", BAD_STAMP, 0, 1, 0, 0, 1, 0, 0},
     };
     static struct stream stream;
     int failed = 0, n = (int)(sizeof cases / sizeof cases[0]);
@@ -370,19 +481,25 @@ static int self_test(void) {
         check_init(&c, 0, ST_SENDERS, ST_LINES);
         c.from = from;
         c.token = "guest-9 joined";
+        struct stamps kept = {0};
+        if (e->stamped)
+            c.stamps = &kept;
+        if (e->stamped || e->fault == BAD_STAMP)
+            stamp_stream(&stream, e->fault, e->stamped);
         size_t chunk = e->chunk ? e->chunk : stream.len;
         for (size_t at = 0; at < stream.len; at += chunk)
             check_feed(&c, stream.data + at, at + chunk < stream.len ? chunk : stream.len - at);
         int ok = check_missing(&c) == e->missing && c.duplicated == e->duplicated &&
                  c.reordered == e->reordered && c.malformed == e->malformed && c.own == e->own &&
                  !strcmp(c.name, "guest-1") && c.token == NULL && c.notices == 2 &&
-                 !c.tail_len;
+                 !c.tail_len && (!e->stamped || stamps_ok(&c, &kept));
         printf("%s: %s (missing %ld, duplicated %ld, reordered %ld, malformed %ld, own %ld)\n",
                ok ? "ok" : "FAILED", e->what, check_missing(&c), c.duplicated, c.reordered,
                c.malformed, c.own);
         failed += !ok;
         free(c.seen);
         free(c.next);
+        free(kept.ns);
     }
     for (int s = 0; s < ST_SENDERS; s++) {
         free(from[s].lines);

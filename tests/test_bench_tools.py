@@ -47,6 +47,19 @@ def test_c_loadgen_self_test_counts_every_kind_of_fault() -> None:
         assert any(line.startswith("ok: ") and fault in line for line in done.stdout.splitlines())
 
 
+def test_c_loadgen_self_test_checks_stamped_lines_but_for_their_send_times() -> None:
+    # A steady run's lines differ in their send times alone: the checker must look past
+    # those digits, yet count a line whose send time is not all digits as malformed.
+    done = subprocess.run(
+        [str(built("c_loadgen")), "--self-test"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    passed = [line for line in done.stdout.splitlines() if line.startswith("ok: stamped, ")]
+    for case in ("clean", "lost", "duplicated", "swapped", "altered", "own line",
+                 "another sender's name", "send time not all digits"):  # fmt: skip
+        assert any(case in line for line in passed), case
+
+
 Fault = Callable[[list[bytes]], list[bytes]]
 
 
