@@ -1,21 +1,28 @@
-"""The C fan-out generator (bench/c_loadgen.c), driven from Python: start, sample, go, result.
+"""The C load generator (bench/c_loadgen.c), driven from Python: start, sample, go, result.
 
-    c_fan_out(program, address, ...)
-        start `c_loadgen --handshake`: it connects every client, syncs, prints "ready"
+    c_fan_out(program, address, ...)  or  c_steady(program, address, ...)
+        start `c_loadgen --handshake [--steady]`: it connects every client, syncs,
+            prints "ready"
         before()   the caller reads the server's counters
-        "go"   --> every client sends its lines, all read and check; one JSON line back
+        "go"   --> a fan-out: every client sends its lines, all read and check;
+                   steady: a few senders at a fixed rate, stamped, all read, check and time
+               <-- one JSON line
         after()    the counters again, while every client is still connected
         close stdin --> it closes its clients and exits
 
-So the counters cover the fan-out alone, as they do around Swarm.fan_out. Why a C
-generator at all: one Python thread reading and checking 50 sockets tops out near
-8 M lines a second, which is about what the fast servers deliver, so through it they
-all looked alike. The C one checks the same things (c_check.h), many times faster.
+So the counters cover the load alone, as they do around Swarm.fan_out and Swarm.steady.
+Why a C generator at all: one Python thread reading and checking 50 sockets tops out
+near 8 M lines a second, which is about what the fast servers deliver, so through it
+they all looked alike; and in the busy room (1,000 readers of 200 lines a second:
+200,000 deliveries a second, each parsed and timed) it was busy all the time, so the
+latency it reported was mostly its own queue. The C one checks the same things
+(c_check.h), many times faster.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import select
 import subprocess
 import time
@@ -55,6 +62,36 @@ class CDelivery:
         return self.delivered / self.elapsed if self.elapsed > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class CSteady:
+    """What the C generator's steady run reported (its JSON line): counts and latency."""
+
+    sent: int  # lines the senders sent
+    delivered: int  # load lines received, all of them
+    expected: int  # every line sent, at every client but its sender
+    unique: int
+    lost: int
+    duplicated: int
+    reordered: int
+    malformed: int  # not byte for byte what was sent (but for the send time)
+    own: int
+    disordered: int
+    cut: int
+    silent: int
+    ended: str  # complete, or drain (the last lines did not come within the drain)
+    elapsed: float  # from the first line sent to the last received, or the drain's end
+    timed: int  # lines with a latency: every one that came whole
+    p50_ms: float  # inf when no line came
+    p99_ms: float
+    max_ms: float
+    generator_cpu: float  # its user + system CPU seconds, sending, reading and the drain
+
+    @property
+    def lossless(self) -> bool:
+        """Every client got every line once, whole and in order, and none was cut."""
+        return self.unique == self.expected and not self.cut and not self.disordered
+
+
 def c_fan_out(
     program: Path,
     address: tuple[str, int],
@@ -78,6 +115,53 @@ def c_fan_out(
         "--clients", str(clients), "--lines", str(lines), "--rcvbuf", str(READER_RCVBUF),
         "--timeout", str(timeout), "--quiet", str(quiet), "--stall-window", str(stall_window),
     ]  # fmt: skip
+    report = _run(command, timeout, timeout + quiet + stall_window, before, after)
+    fields = CDelivery.__dataclass_fields__
+    return CDelivery(**{k: v for k, v in report.items() if k in fields})
+
+
+def c_steady(
+    program: Path,
+    address: tuple[str, int],
+    clients: int,
+    senders: int,
+    *,
+    rate: float,
+    duration: float,
+    drain: float,
+    timeout: float,
+    rcvbuf: int = 0,
+    before: Callable[[], None] = lambda: None,
+    after: Callable[[], None] = lambda: None,
+) -> CSteady:
+    """The first `senders` of `clients` send `rate` lines a second each for `duration` s.
+
+    Swarm.steady through the C generator `program`: the run then waits at most
+    `drain` seconds for the last lines. `timeout` bounds connecting and syncing.
+    `rcvbuf` 0 leaves the clients' receive buffers to the kernel, as Swarm.steady does.
+    """
+    command = [
+        str(program), "--handshake", "--steady", "--host", address[0], "--port",
+        str(address[1]), "--clients", str(clients), "--senders", str(senders), "--rate",
+        str(rate), "--duration", str(duration), "--drain", str(drain), "--rcvbuf", str(rcvbuf),
+        "--timeout", str(timeout),
+    ]  # fmt: skip
+    report = _run(command, timeout, duration + drain, before, after)
+    for field in ("p50_ms", "p99_ms", "max_ms"):  # null: no line came, a stall
+        report[field] = math.inf if report.get(field) is None else report[field]
+    fields = CSteady.__dataclass_fields__
+    return CSteady(**{k: v for k, v in report.items() if k in fields})
+
+
+def _run(
+    command: list[str],
+    timeout: float,
+    load_time: float,
+    before: Callable[[], None],
+    after: Callable[[], None],
+) -> dict[str, Any]:
+    # The handshake: "ready" (within its connect and sync deadlines), before(), "go", its
+    # JSON line (within `load_time` and some slack), after(), then stdin closed.
     result = b""
     with subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -89,7 +173,7 @@ def c_fan_out(
                 before()
                 proc.stdin.write(b"go\n")
                 proc.stdin.flush()
-                result = _line(proc.stdout, timeout + quiet + stall_window + HANDSHAKE_SLACK)
+                result = _line(proc.stdout, load_time + HANDSHAKE_SLACK)
                 after()
         finally:
             proc.stdin.close()  # it exits; on an error it has exited already
@@ -102,8 +186,7 @@ def c_fan_out(
     if "delivered" not in report:
         why = report.get("error") or f"unexpected output {result!r}"
         raise RuntimeError(f"c_loadgen: {why}" + (f"; stderr: {stderr}" if stderr else ""))
-    fields = CDelivery.__dataclass_fields__
-    return CDelivery(**{k: v for k, v in report.items() if k in fields})
+    return report
 
 
 def _line(stream: IO[bytes], timeout: float) -> bytes:

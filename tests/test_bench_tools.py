@@ -1,9 +1,10 @@
 """The benchmark's C tools: the C generator catches every fault, and the C relay loses nothing.
 
-The C fan-out generator (bench/c_loadgen.c) is trusted to say "lossless" only if it
+The C load generator (bench/c_loadgen.c) is trusted to say "lossless" only if it
 would have said otherwise: its checker's self-test feeds it streams with each kind of
 fault, and here a relay that loses, repeats or reorders one line on the wire must be
-caught end to end. The C relay (bench/c_relay.c) is checked by the Python generator,
+caught end to end. Its steady mode (the busy room's latency) runs against a real
+stage A server at a tiny size. The C relay (bench/c_relay.c) is checked by the Python generator,
 which shares no code with it. Skipped, with the reason, where there is no C compiler;
 a compiler that fails to build them fails the tests.
 """
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from bench import native
-from bench.c_fanout import CDelivery, c_fan_out
+from bench.c_fanout import CDelivery, c_fan_out, c_steady
+from bench.measure_latency import steady
+from bench.measuring import C, Server, Setup
 from bench.plain_relay import Peer, PlainRelay
 from bench.processes import Placement, ServerRun, python_module
 from harness.load import READER_RCVBUF, Swarm
@@ -217,3 +220,53 @@ def test_plain_relay_tells_the_others_of_each_join_and_leave_only_with_notices(
     told = [b"* guest-2 joined\n", b"guest-2: hello\n", b"* guest-2 left\n",
             b"* guest-3 joined\n", b"guest-3: bye\n"]  # fmt: skip
     assert seen == (told if notices else [told[1], told[4]])
+
+
+STEADY_CLIENTS, STEADY_SENDERS, STEADY_RATE, STEADY_DURATION = 10, 3, 20.0, 1.0
+STAGE_A = python_module("section_a.server")
+
+
+@pytest.fixture
+def stage_a(tmp_path: Path) -> Iterator[ServerRun]:
+    server = ServerRun(STAGE_A, "section_a", tmp_path, Placement.anywhere())
+    yield server
+    server.stop()  # fails on a traceback in its log
+
+
+@pytest.mark.timeout(30)
+def test_c_loadgen_steady_run_times_every_line_a_stage_a_server_delivers(
+    stage_a: ServerRun,
+) -> None:
+    result = c_steady(
+        built("c_loadgen"), stage_a.address, STEADY_CLIENTS, STEADY_SENDERS,
+        rate=STEADY_RATE, duration=STEADY_DURATION, drain=5.0, timeout=TIMEOUT,
+    )  # fmt: skip
+    # A tick every 1/20 s for 1 s, each sender: 20 lines, to the 9 others each.
+    assert result.sent == STEADY_SENDERS * 20
+    assert result.expected == result.sent * (STEADY_CLIENTS - 1)
+    assert result.ended == "complete" and result.lossless
+    assert result.delivered == result.unique == result.timed == result.expected
+    assert (result.lost, result.disordered, result.cut, result.silent) == (0, 0, 0, 0)
+    assert 0 < result.p50_ms <= result.p99_ms <= result.max_ms < STEADY_DURATION * 1000
+    assert result.elapsed >= STEADY_DURATION * (STEADY_SENDERS * 20 - 1) / (STEADY_SENDERS * 20)
+
+
+@pytest.mark.timeout(30)
+def test_the_busy_room_through_the_c_generator_reads_the_server_around_the_steady_phase(
+    tmp_path: Path,
+) -> None:
+    setup = Setup(tmp_path, Placement.anywhere(), built("c_loadgen"))
+    record = steady(
+        Server("A", "section A", STAGE_A), setup, STEADY_CLIENTS, STEADY_SENDERS,
+        rate=STEADY_RATE, duration=STEADY_DURATION, drain=5.0, stuck=False, generator=C,
+    )  # fmt: skip
+    assert record.generator == C and record.lossless
+    assert record.delivered == record.expected == STEADY_SENDERS * 20 * (STEADY_CLIENTS - 1)
+    assert record.p50_ms <= record.p99_ms < STEADY_DURATION * 1000
+    # The server's CPU (in 10 ms clock ticks: maybe none at this size) and switches over
+    # the steady phase alone: its start, some 50 ms of CPU, is not in it (here 0-10 ms).
+    assert 0 <= record.system_us_per_line <= record.cpu_us_per_line
+    assert record.server_cpu < 0.03
+    assert record.ctx_switches > 0
+    assert 0 < record.generator_busy < 1  # it sleeps between ticks: never a busy wait
+    assert record.threads_per_client >= 0.9  # stage A: a thread per client, at least
