@@ -4,7 +4,8 @@
                           |  running(): a ServerRun (processes.py), COMMAND --port 0 -q,
                           |    on the server's CPU, stopped after the measurement
                           |  the load: Swarm (harness/load.py), every client in this process; or,
-                          |    for a fan-out, the C generator as a child (c_fanout.py)
+                          |    for a fan-out or the busy room, the C generator as a child
+                          |    (c_fanout.py)
                           |  /proc/PID: the server's CPU, context switches, threads, RSS
                           v
                         a record of numbers (one dataclass per kind of measurement)

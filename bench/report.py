@@ -153,7 +153,7 @@ def brief(record: Record | str) -> str:
             f"p50 {ms(record.p50_ms)} p99 {ms(record.p99_ms)} ms, "
             f"{record.cpu_us_per_line:.1f} us/line, {record.ctx_per_line:.2f} switches/line, "
             f"{'lossless' if record.lossless else 'LOSS'}, "
-            f"generator {record.generator_cpu / max(record.elapsed, 1e-9):.0%} busy; "
+            f"the {record.generator} generator {record.generator_busy:.0%} busy; "
             f"connected in {record.connect_s:.1f}s, {record.kib_per_client:.1f} KiB "
             f"and {record.threads_per_client:.2f} threads per idle client"
         )

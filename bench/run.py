@@ -17,7 +17,10 @@ and the fan-out is measured through the Python generator (the report says so).
 
 The fan-out is measured through the C generator (bench/c_loadgen.c), which one
 Python thread could not keep up with; it is also measured through the Python one
-(`fanout_py`), to show the difference. Latency and churn use the Python generator.
+(`fanout_py`), to show the difference. Latency and churn use the Python generator;
+the busy room (1,000 readers of 200 lines a second, where the Python generator is
+busy all the time) is measured through the C one too (`latency_busy_c`), at the same
+sizes. Without a C compiler neither C measurement is made.
 
 Why interleaved: this machine is shared and noisy, so absolute times drift during a
 run; taking round after round spreads the drift over every server alike, and the
@@ -33,8 +36,9 @@ baseline's runs with a stuck reader, which only wait out their time limits, left
 
 The chat servers as they were before the threads rewrite (bench/before.py: commit
 85dcc39, extracted with git) are measured too, at the largest size and in the busy
-room, so that "no worse than before" compares figures of this run; also with
-`--quick`, as a smoke test of them. Without git history they are left out.
+room (through both generators), so that "no worse than before" compares figures of
+this run; also with `--quick`, as a smoke test of them. Without git history they are
+left out.
 
 Run it: python -m bench.run [--quick] [--only M,...] [--out PREFIX] [--render SAVED.json]
 """
@@ -110,12 +114,17 @@ def tasks(
             s, setup, plan.fan_clients, lines, stuck=stuck, timeout=timeout, generator=generator
         )  # fmt: skip
 
-    def latency(clients: int, stuck: bool, rate: float = plan.rate) -> Run:
+    def latency(clients: int, stuck: bool, rate: float = plan.rate, generator: str = PYTHON) -> Run:
         senders = min(plan.senders, clients)
         return lambda s, setup: measure_latency.steady(
             s, setup, clients, senders, rate=rate, duration=plan.duration,
-            drain=plan.drain, stuck=stuck,
+            drain=plan.drain, stuck=stuck, generator=generator,
         )  # fmt: skip
+
+    # The busy room through the C generator, beside the Python one: where there is a C
+    # compiler (as for the C fan-out), for every server that has the busy room at all.
+    busy_c = [("latency_busy_c", plan.repeats, latency(big, False, plan.busy_rate, C))]
+    busy_c = busy_c if fast == C else []
 
     def churn(stuck: bool, timeout: float) -> Run:
         return lambda s, setup: measure_churn.churn(
@@ -140,6 +149,7 @@ def tasks(
             ("latency_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              latency(big, True)),
             ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
+            *((m, server, count, run) for m, count, run in busy_c),
             ("churn", server, plan.repeats, churn(False, plan.churn_timeout)),
             ("churn_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              churn(True, plan.churn_timeout if ours else plan.stuck_churn_timeout_baseline)),
@@ -155,6 +165,7 @@ def tasks(
         wanted += [
             (f"latency_{big}", server, plan.repeats, latency(big, False)),
             ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
+            *((m, server, count, run) for m, count, run in busy_c),
         ]
     if fast == C:  # the same fan-out through the Python generator: what it can measure
         wanted += [

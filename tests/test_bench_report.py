@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import before, references, targets
+from bench import before, references, run, targets
 from bench.measure_churn import ChurnRun
 from bench.measure_latency import Steady
-from bench.plan import FULL
+from bench.measuring import Server
+from bench.plan import FULL, QUICK, Plan
 from bench.processes import ROOT
 from bench.report import PLAIN_NOTICES, Results
 
@@ -160,3 +161,23 @@ def test_the_old_servers_command_imports_the_old_code_not_the_repositorys(
         [*command[:-2], "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=30
     )
     assert done.stdout.split() == [str(tmp_path / "section_a" / "outbox.py"), "True"]
+
+
+def runs_of(plan: Plan, measurement: str, c_relay: Server | None) -> list[str]:
+    """The server keys of every run of `measurement` that bench.run would make, repeats too."""
+    old = before.servers(Path("old"))
+    rounds = run.tasks(plan, c_relay, frozenset({measurement}), old)
+    return sorted(t.server.key for round_ in rounds for t in round_)
+
+
+@pytest.mark.parametrize("plan", [FULL, QUICK], ids=["full", "quick"])
+def test_the_busy_room_goes_through_the_c_generator_too_for_every_server_it_measures(
+    plan: Plan,
+) -> None:
+    crelay = Server(run.C_RELAY, "C relay", ())
+    python = runs_of(plan, "latency_busy", crelay)
+    assert set(python) == {"A", "C", "asyncio", "A_before", "C_before"}
+    assert runs_of(plan, "latency_busy_c", crelay) == python
+    assert python.count("A") == plan.repeats
+    # No C compiler (no C relay either): no C generator to measure it with.
+    assert runs_of(plan, "latency_busy_c", None) == []
