@@ -61,6 +61,18 @@ def number_cell(field: str, digits: int | None = 2) -> Cell:
     return cell
 
 
+def busy_cell(r: Results, m: str, k: str) -> str:
+    """The load generator's CPU over the run, as a share of one core (median of the runs).
+
+    Near 100%, the generator was busy all the time: what it measured was partly its own
+    queue, not the server's.
+    """
+    if not runs(r, m, k):
+        return "error" if k in r.get(m, {}) else "—"
+    value = median(r, m, k, "generator_busy")
+    return "n/a" if math.isnan(value) else f"{value:.0%}"
+
+
 def churn_cell(r: Results, m: str, k: str) -> str:
     done = runs(r, m, k)
     if not done:

@@ -20,7 +20,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from bench import before, references, targets
-from bench.cells import Cell, churn_cell, fan_cell, number_cell, steady_cell
+from bench.cells import Cell, busy_cell, churn_cell, fan_cell, number_cell, steady_cell
 from bench.measure_churn import ChurnRun
 from bench.measure_fanout import FanOut
 from bench.measure_latency import Steady
@@ -43,6 +43,13 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
               for x in runs(r, m, k) if x.fill_kernel_bytes]  # fmt: skip
     kernel = statistics.median(filled) if filled else math.nan
     gen = generator_of(r)
+    busy_c = (
+        ", also through the C generator (bench/c_loadgen.c --steady), which does the same "
+        "work in C: a generator near 100% of its core measured its own queue too, and the "
+        "rows of each generator's CPU say which one was"
+        if "latency_busy_c" in r
+        else ""
+    )
     cpu, ctx = number_cell("cpu_us_per_line", None), number_cell("ctx_per_line", None)
 
     rows: list[tuple[str, str, Cell, str]] = [
@@ -67,9 +74,15 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         ("server CPU per delivered line, the same with a stuck reader (µs)", "latency_stuck",
          cpu, "cpu_us_per_line"),
         (f"latency p50 / p99, {big:,} clients, busy room: {plan.senders} x "
-         f"{plan.busy_rate:g} lines/s (ms)", "latency_busy", steady_cell, "p99_ms"),
-        ("server CPU per delivered line in the busy room (µs)", "latency_busy", cpu,
-         "cpu_us_per_line"),
+         f"{plan.busy_rate:g} lines/s, Python generator (ms)", "latency_busy", steady_cell,
+         "p99_ms"),
+        ("… the same through the C generator (ms)", "latency_busy_c", steady_cell, "p99_ms"),
+        ("server CPU per delivered line in the busy room, Python generator (µs)", "latency_busy",
+         cpu, "cpu_us_per_line"),
+        ("… the same through the C generator (µs)", "latency_busy_c", cpu, "cpu_us_per_line"),
+        ("the Python generator's CPU in the busy room (share of one core)", "latency_busy",
+         busy_cell, ""),
+        ("… the C generator's (share of one core)", "latency_busy_c", busy_cell, ""),
         (f"churn, {plan.churn_parallel} at a time (cycles/s)", "churn", churn_cell, "rate"),
         ("churn, the same with a stuck reader (cycles/s)", "churn_stuck", churn_cell, "rate"),
         (f"memory per idle client, {big:,} clients (KiB RSS)", f"latency_{big}",
@@ -99,9 +112,9 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         f"{gen} generator, every reader with a 1 MiB receive buffer; latency and churn through "
         f"the Python one (harness/load.py). Latency: {plan.senders} senders x {plan.rate:g} "
         f"lines/s for {plan.duration:g} s, everyone reading; in the busy room "
-        f"{plan.busy_rate:g} lines/s each. A stuck reader has a 4 KiB receive buffer and never "
-        "reads; for latency and churn it is filled first, until the kernel holds all it will "
-        f"for it ({kernel / 2**20:.1f} MiB here) and 4,000 lines more wait in the server. "
+        f"{plan.busy_rate:g} lines/s each{busy_c}. A stuck reader has a 4 KiB receive buffer "
+        "and never reads; for latency and churn it is filled first, until the kernel holds all "
+        f"it will for it ({kernel / 2**20:.1f} MiB here) and 4,000 lines more wait in the server. "
         "Servers run with `-q`, all other settings default (no flood control).",
         "",
         "| measure | section A | section C | asyncio baseline | A ÷ baseline | C ÷ baseline |",

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import before, references, run, targets
+from bench import before, references, run, tables, targets
 from bench.measure_churn import ChurnRun
 from bench.measure_latency import Steady
-from bench.measuring import Server
+from bench.measuring import PYTHON, C, Server
 from bench.plan import FULL, QUICK, Plan
 from bench.processes import ROOT
 from bench.report import PLAIN_NOTICES, Results
@@ -70,13 +70,20 @@ def test_without_the_notices_relay_measured_the_report_says_nothing_of_it() -> N
     assert references.notices(results) == []
 
 
-def steady_run(p99_ms: float, server_cpu: float = 0.1, kib: float = 12.0) -> Steady:
+def steady_run(
+    p99_ms: float,
+    server_cpu: float = 0.1,
+    kib: float = 12.0,
+    *,
+    generator_cpu: float = 1.0,
+    generator: str = PYTHON,
+) -> Steady:
     return Steady(
         clients=1000, senders=20, rate=2.0, p50_ms=p99_ms / 2, p99_ms=p99_ms, delivered=200_000,
         expected=200_000, lossless=True, cut=0, cpu_us_per_line=server_cpu / 200_000 * 1e6,
-        system_us_per_line=0.0, server_cpu=server_cpu, generator_cpu=1.0, elapsed=10.0,
-        fill_kept_up=None, fill_kernel_bytes=0, stuck_closed=None, connect_s=1.0,
-        kib_per_client=kib, threads_per_client=1.0,
+        system_us_per_line=0.0, server_cpu=server_cpu, generator_cpu=generator_cpu,
+        elapsed=10.0, fill_kept_up=None, fill_kernel_bytes=0, stuck_closed=None, connect_s=1.0,
+        kib_per_client=kib, threads_per_client=1.0, generator=generator,
     )  # fmt: skip
 
 
@@ -109,7 +116,7 @@ def test_the_before_table_gives_ours_and_before_side_by_side_and_ours_over_befor
     assert row(table, "p99 latency, 1,000") == ["8.0", "10.0", "9.0", "6.0", "0.80x", "1.50x"]
     assert row(table, "server CPU per") == ["1.5", "2", "2.5", "1.25", "0.75x", "2.00x"]
     assert row(table, "memory per idle") == ["13.0", "8.0", "16.0", "8.0", "1.62x", "2.00x"]
-    assert not any(line.startswith("| p99 latency in the busy room") for line in table)
+    assert not any("busy room" in line for line in table)
 
 
 def test_without_the_servers_before_the_rewrite_there_is_no_table_of_them() -> None:
@@ -181,3 +188,69 @@ def test_the_busy_room_goes_through_the_c_generator_too_for_every_server_it_meas
     assert python.count("A") == plan.repeats
     # No C compiler (no C relay either): no C generator to measure it with.
     assert runs_of(plan, "latency_busy_c", None) == []
+
+
+def busy_results(c_generator: bool = True) -> Results:
+    """The busy room: through the Python generator (99% busy) and the C one (12% busy).
+
+    p99s in ms; p50s are half; the C runs show twice the server CPU a line (1 µs, not 0.5).
+    """
+    py = {"A": 18.0, "A_before": 10.0, "C": 19.0, "C_before": 11.0, "asyncio": 30.0}
+    c = {"A": 9.0, "A_before": 9.0, "C": 8.0, "C_before": 10.0, "asyncio": 20.0}
+    results: Results = {
+        "latency_busy": {k: [steady_run(p99, generator_cpu=9.9)] for k, p99 in py.items()}
+    }
+    if c_generator:
+        results["latency_busy_c"] = {
+            k: [steady_run(p99, 0.2, generator_cpu=1.2, generator=C)] for k, p99 in c.items()
+        }
+    return results
+
+
+def test_the_before_table_shows_the_busy_room_through_both_generators_and_how_busy_each_was() -> (
+    None
+):
+    table = before.table(FULL, busy_results())
+    # Columns: A, A before, C, C before, A ÷ before, C ÷ before (of p99).
+    assert row(table, "latency p50 / p99 in the busy room, Python generator") == [
+        "9.0 / 18.0", "5.0 / 10.0", "9.5 / 19.0", "5.5 / 11.0", "1.80x", "1.73x",
+    ]  # fmt: skip
+    assert row(table, "latency p50 / p99 in the busy room, C generator") == [
+        "4.5 / 9.0", "4.5 / 9.0", "4.0 / 8.0", "5.0 / 10.0", "1.00x", "0.80x",
+    ]  # fmt: skip
+    cpu = "server CPU per delivered line in the busy room"
+    assert row(table, f"{cpu}, Python generator") == ["0.5"] * 4 + ["1.00x"] * 2
+    assert row(table, f"{cpu}, C generator") == ["1"] * 4 + ["1.00x"] * 2
+    assert row(table, "the Python generator's CPU") == ["99%"] * 4 + ["", ""]
+    assert row(table, "the C generator's CPU") == ["12%"] * 4 + ["", ""]
+
+
+def test_without_the_c_generator_the_before_table_has_no_row_of_it() -> None:
+    table = before.table(FULL, busy_results(c_generator=False))
+    assert row(table, "the Python generator's CPU") == ["99%"] * 4 + ["", ""]
+    assert not any("C generator" in line for line in table)
+
+
+INFO = {
+    "date": "2026-12-07 21:00 UTC", "cpu": "a CPU", "cores": "2", "memory": "4 GiB",
+    "kernel": "Linux 6", "python": "3.11", "load_start": "0.1", "load_end": "0.2", "minutes": "1",
+}  # fmt: skip
+
+
+def test_the_latency_table_shows_the_busy_room_through_both_generators_beside_each_other() -> None:
+    text = tables.markdown(FULL, INFO, busy_results(), baseline="asyncio").splitlines()
+    python = row(text, "latency p50 / p99, 1,000 clients, busy room: 20 x 10 lines/s, Python")
+    # Columns: A, C, the asyncio baseline, A ÷ baseline, C ÷ baseline (of p99).
+    assert python == ["9.0 / 18.0", "9.5 / 19.0", "15.0 / 30.0", "0.60x", "0.63x"]
+    through_c = row(text, "… the same through the C generator (ms)")
+    assert through_c == ["4.5 / 9.0", "4.0 / 8.0", "10.0 / 20.0", "0.45x", "0.40x"]
+    assert row(text, "… the same through the C generator (µs)") == ["1", "1", "1", "1.00x", "1.00x"]
+    assert row(text, "the Python generator's CPU") == ["99%", "99%", "99%", "", ""]
+    assert row(text, "… the C generator's") == ["12%", "12%", "12%", "", ""]
+    assert "also through the C generator" in "\n".join(text)
+
+
+def test_without_the_c_generator_the_latency_table_says_nothing_of_it() -> None:
+    text = tables.markdown(FULL, INFO, busy_results(c_generator=False), baseline="asyncio")
+    assert "the Python generator's CPU in the busy room" in text
+    assert "C generator" not in text
