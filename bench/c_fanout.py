@@ -14,8 +14,8 @@ So the counters cover the load alone, as they do around Swarm.fan_out and Swarm.
 Why a C generator at all: one Python thread reading and checking 50 sockets tops out
 near 8 M lines a second, which is about what the fast servers deliver, so through it
 they all looked alike; and in the busy room (1,000 readers of 200 lines a second:
-200,000 deliveries a second, each parsed and timed) it was busy all the time, so the
-latency it reported was mostly its own queue. The C one checks the same things
+200,000 deliveries a second, each parsed and timed) it is busy nearly all the time,
+so part of the latency it reports is its own queue. The C one checks the same things
 (c_check.h), many times faster.
 """
 

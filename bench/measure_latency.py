@@ -6,8 +6,8 @@ first, while every client is still idle, the server's memory and threads per cli
 
 The load comes from the Python generator (a Swarm in this process) or, `generator=C`,
 from the C one (c_fanout.c_steady): in the busy room (1,000 readers, 200 lines a second)
-the Python one is busy all the time, so its p99 is mostly its own queue; the C one does
-the same work with CPU to spare. Both take the same readings of the server, around the
+the Python one is busy nearly all the time, so part of its p99 is its own queue; the C
+one does the same work in C. Both take the same readings of the server, around the
 same phase: once every client is connected and synced, until the last line is in.
 """
 

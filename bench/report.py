@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from bench.measure_churn import ChurnRun
 from bench.measure_fanout import FanOut
 from bench.measure_latency import Steady
+from bench.measuring import C
 
 if TYPE_CHECKING:
     pass
@@ -153,7 +154,8 @@ def brief(record: Record | str) -> str:
             f"p50 {ms(record.p50_ms)} p99 {ms(record.p99_ms)} ms, "
             f"{record.cpu_us_per_line:.1f} us/line, {record.ctx_per_line:.2f} switches/line, "
             f"{'lossless' if record.lossless else 'LOSS'}, "
-            f"the {record.generator} generator {record.generator_busy:.0%} busy; "
+            f"the {'C' if record.generator == C else 'Python'} generator "
+            f"{record.generator_busy:.0%} busy; "
             f"connected in {record.connect_s:.1f}s, {record.kib_per_client:.1f} KiB "
             f"and {record.threads_per_client:.2f} threads per idle client"
         )

@@ -19,7 +19,7 @@ The fan-out is measured through the C generator (bench/c_loadgen.c), which one
 Python thread could not keep up with; it is also measured through the Python one
 (`fanout_py`), to show the difference. Latency and churn use the Python generator;
 the busy room (1,000 readers of 200 lines a second, where the Python generator is
-busy all the time) is measured through the C one too (`latency_busy_c`), at the same
+busy nearly all the time) is measured through the C one too (`latency_busy_c`), at the same
 sizes. Without a C compiler neither C measurement is made.
 
 Why interleaved: this machine is shared and noisy, so absolute times drift during a
