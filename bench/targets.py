@@ -4,8 +4,11 @@ Stage A was rebuilt with threads and blocking calls only, and must be at least a
 as the least a Python relay with a thread per client can do: the plain relay, measured
 in the same run (with the chat servers' join and leave notices, for churn: like for
 like). Latency must be no worse than before the rewrite: than the old servers
-(before.py), measured in the same run under the same loads. A target counts only on
-lossless runs; one whose measurement was not made (`--only`, or no old servers to
+(before.py), measured in the same run under the same loads. In the busy room that is
+judged through the C generator where it measured ours and the old servers both: there
+the Python one can be busy all the time, and its p99 then is partly its own queue. The
+target's row says which generator it went by. A target counts only on lossless runs;
+one whose measurement was not made (`--only`, or no old servers to
 measure) is left out.
 """
 
@@ -38,6 +41,9 @@ def mark(value: float, ok: bool, text: str) -> str:
 def table(plan: Plan, r: Results, b: str) -> list[str]:
     big = max(plan.latency_clients)
     lat = f"latency_{big}"
+    busy, gen = "latency_busy", "Python"
+    if "latency_busy_c" in r and before.measured(r, ("latency_busy_c",)):
+        busy, gen = "latency_busy_c", "C"
 
     def med(m: str, k: str, field: str) -> float:
         return median(r, m, k, field)
@@ -89,8 +95,9 @@ def table(plan: Plan, r: Results, b: str) -> list[str]:
                "threads and descriptors back", ("churn",),
                against("churn", "rate", PLAIN_NOTICES, lambda x: x >= 0.8, clean=("back",))),
         *(Target(f"p99 latency {what} no worse than before the rewrite ({before.REV}, same "
-                 "run)", (m,), no_worse(m), before=True)
-          for m, what in ((lat, f"at {big:,} clients"), ("latency_busy", "in the busy room"))),
+                 f"run){how}", (m,), no_worse(m), before=True)
+          for m, what, how in ((lat, f"at {big:,} clients", ""),
+                               (busy, "in the busy room", f", through the {gen} generator"))),
         Target("memory per idle client ≤ 20 KiB", (lat,),
                absolute(lat, "kib_per_client", lambda x: x <= 20, lambda x: f"{x:.1f} KiB", "")),
     ]  # fmt: skip

@@ -255,3 +255,19 @@ def test_without_the_c_generator_the_latency_table_says_nothing_of_it() -> None:
     text = tables.markdown(FULL, INFO, busy_results(c_generator=False), baseline="asyncio")
     assert "the Python generator's CPU in the busy room" in text
     assert "C generator" not in text
+
+
+def test_the_busy_room_target_goes_by_the_c_generator_where_it_measured_ours_and_before() -> None:
+    results = latency_results(a=7.1, a_before=7.1, c=8.4, c_before=8.0)  # the Python generator
+    results["latency_busy_c"] = {
+        k: [steady_run(p99, generator=C)]
+        for k, p99 in {"A": 5.0, "A_before": 5.5, "C": 6.0, "C_before": 5.0}.items()
+    }
+    busy = "p99 latency in the busy room no worse than before the rewrite (85dcc39, same run)"
+    assert target(results, f"{busy}, through the C generator") == [
+        "5.0 ms, 0.91x ✔", "6.0 ms, 1.20x ✘",
+    ]  # fmt: skip
+    del results["latency_busy_c"]["C_before"]  # the old servers not measured through it
+    assert target(results, f"{busy}, through the Python generator") == [
+        "7.1 ms, 1.00x ✔", "8.4 ms, 1.05x ✘",
+    ]  # fmt: skip
