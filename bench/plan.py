@@ -39,6 +39,9 @@ class Plan:
     duration: float = 5.0  # seconds of steady sending
     drain: float = 5.0  # seconds to wait for the last lines
     churn_cycles: int = 10_000  # a few seconds a run: a shorter one (about 1 s) moved a lot
+    # Churns of each server: a run takes about a second, and three moved the median by 5 %
+    # between runs of the day (the churn target's margin), one of them a relay stalled for 60 s.
+    churn_repeats: int = 5
     churn_parallel: int = 50
     churn_timeout: float = 60.0
     settle: float = 10.0  # seconds for threads and descriptors to come back after churn
@@ -66,6 +69,7 @@ QUICK = replace(
     duration=1.0,
     drain=2.0,
     churn_cycles=200,
+    churn_repeats=1,
     churn_timeout=10.0,
     settle=3.0,
     stuck_eof_wait=0.5,  # too little is sent for a stuck reader to be closed: do not wait long

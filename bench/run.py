@@ -150,7 +150,7 @@ def tasks(
              latency(big, True)),
             ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
             *((m, server, count, run) for m, count, run in busy_c),
-            ("churn", server, plan.repeats, churn(False, plan.churn_timeout)),
+            ("churn", server, plan.churn_repeats, churn(False, plan.churn_timeout)),
             ("churn_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              churn(True, plan.churn_timeout if ours else plan.stuck_churn_timeout_baseline)),
         ]  # fmt: skip
@@ -158,9 +158,9 @@ def tasks(
         wanted += [
             ("fanout", relay, plan.fan_repeats, fan(False, plan.fan_timeout)),
             (f"latency_{big}", relay, plan.repeats, latency(big, False)),
-            ("churn", relay, plan.repeats, churn(False, plan.churn_timeout)),
+            ("churn", relay, plan.churn_repeats, churn(False, plan.churn_timeout)),
         ]
-    wanted.append(("churn", NOTICES, plan.repeats, churn(False, plan.churn_timeout)))
+    wanted.append(("churn", NOTICES, plan.churn_repeats, churn(False, plan.churn_timeout)))
     for server in old:  # the latency targets' "before", and its memory per idle client
         wanted += [
             (f"latency_{big}", server, plan.repeats, latency(big, False)),

@@ -108,8 +108,9 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
         "",
         f"Each figure is the median of its runs, each run on a fresh server process: "
         f"{plan.fan_repeats} fan-outs of each chat server and relay and "
-        f"{plan.fan_repeats_baseline} of the baseline (about 40 s each), {plan.repeats} runs of "
-        f"everything else; with a stuck reader the baseline runs "
+        f"{plan.fan_repeats_baseline} of the baseline (about 40 s each), {plan.churn_repeats} "
+        f"churns of each server, {plan.repeats} runs of everything else; with a stuck reader "
+        f"the baseline runs "
         f"{plan.stuck_repeats_baseline} time(s), cut short after "
         f"{plan.stuck_timeout_baseline:.0f} s, because it stalls. The fan-out goes through the "
         f"{gen} generator, every reader with a 1 MiB receive buffer; latency and churn through "
