@@ -24,7 +24,7 @@ import tarfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bench.cells import Cell, busy_cell, number_cell, steady_cell
+from bench.cells import BUSY_ROOM_ROWS, Cell, number_cell, steady_cell
 from bench.measuring import Server
 from bench.processes import ROOT
 from bench.report import OURS, Results, every, median, ms, ratio, runs, times
@@ -107,14 +107,7 @@ def table(plan: Plan, r: Results) -> list[str]:
          steady_cell, "p99_ms"),
         ("latency p50 / p99 in the busy room, C generator (ms)", "latency_busy_c", steady_cell,
          "p99_ms"),
-        ("server CPU per delivered line in the busy room, Python generator (µs)",
-         "latency_busy", cpu, "cpu_us_per_line"),
-        ("server CPU per delivered line in the busy room, C generator (µs)", "latency_busy_c",
-         cpu, "cpu_us_per_line"),
-        ("the Python generator's CPU in the busy room (share of one core)", "latency_busy",
-         busy_cell, ""),
-        ("the C generator's CPU in the busy room (share of one core)", "latency_busy_c",
-         busy_cell, ""),
+        *BUSY_ROOM_ROWS,
         (f"server CPU per delivered line, {big:,} clients (µs)", lat, cpu, "cpu_us_per_line"),
         (f"memory per idle client, {big:,} clients (KiB RSS)", lat,
          number_cell("kib_per_client", 1), "kib_per_client"),

@@ -73,6 +73,17 @@ def busy_cell(r: Results, m: str, k: str) -> str:
     return "n/a" if math.isnan(value) else f"{value:.0%}"
 
 
+# The busy room's rows beside its latency, the same in the main table and the table
+# against the servers before the rewrite: (label, measurement, cell, field).
+BUSY_ROOM_ROWS: list[tuple[str, str, Cell, str]] = [
+    *((f"server CPU per delivered line in the busy room, {gen} generator (µs)", m,
+       number_cell("cpu_us_per_line", None), "cpu_us_per_line")
+      for gen, m in (("Python", "latency_busy"), ("C", "latency_busy_c"))),
+    *((f"the {gen} generator's CPU in the busy room (share of one core)", m, busy_cell, "")
+      for gen, m in (("Python", "latency_busy"), ("C", "latency_busy_c"))),
+]  # fmt: skip
+
+
 def churn_cell(r: Results, m: str, k: str) -> str:
     done = runs(r, m, k)
     if not done:

@@ -20,7 +20,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from bench import before, references, targets
-from bench.cells import Cell, busy_cell, churn_cell, fan_cell, number_cell, steady_cell
+from bench.cells import BUSY_ROOM_ROWS, Cell, churn_cell, fan_cell, number_cell, steady_cell
 from bench.measure_churn import ChurnRun
 from bench.measure_fanout import FanOut
 from bench.measure_latency import Steady
@@ -78,14 +78,7 @@ def markdown(plan: Plan, info: dict[str, str], results: Results, baseline: str) 
          "p99_ms"),
         (f"latency p50 / p99, {big:,} clients, the same busy room, C generator (ms)",
          "latency_busy_c", steady_cell, "p99_ms"),
-        ("server CPU per delivered line in the busy room, Python generator (µs)", "latency_busy",
-         cpu, "cpu_us_per_line"),
-        ("server CPU per delivered line in the busy room, C generator (µs)", "latency_busy_c",
-         cpu, "cpu_us_per_line"),
-        ("the Python generator's CPU in the busy room (share of one core)", "latency_busy",
-         busy_cell, ""),
-        ("the C generator's CPU in the busy room (share of one core)", "latency_busy_c",
-         busy_cell, ""),
+        *BUSY_ROOM_ROWS,
         (f"churn, {plan.churn_parallel} at a time (cycles/s)", "churn", churn_cell, "rate"),
         ("churn, the same with a stuck reader (cycles/s)", "churn_stuck", churn_cell, "rate"),
         (f"memory per idle client, {big:,} clients (KiB RSS)", f"latency_{big}",
