@@ -25,10 +25,11 @@ SERVERS = [
 
 StartServer = Callable[..., ServerProcess]
 
-# Property tests run the same examples on every run, here and in CI ("hypothesis fuzzing
-# with a fixed seed", README: Reliability), with no example database to carry between
-# runs. The deadline is for a loaded 2-core machine: an example takes well under a
-# millisecond here, so one that takes a second is a bug (say, quadratic), not the load.
+# Property tests run the same examples on every run, here and in CI ("a fuzz test of the
+# framer and of the sanitiser with a fixed seed": docs/reliability.md), with no example
+# database to carry between runs. The deadline is for a loaded 2-core machine: an example
+# takes well under a millisecond here, so one that takes a second is a bug (say,
+# quadratic), not the load.
 settings.register_profile(
     "fixed-seed", derandomize=True, database=None, deadline=timedelta(seconds=1)
 )

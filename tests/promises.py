@@ -50,7 +50,7 @@ STOP_WITHIN = 2.0  # seconds: after SIGINT or SIGTERM "the process exits 0 withi
 
 # ------------------------------------------------------------------ threads ("Stage A", "Stage C")
 BASE_THREADS = {
-    "section_a.server": 2,  # "n + 2 (main, which accepts, and the signal thread)"
+    "section_a.server": 2,  # "n + 2 (main, which accepts; a signal thread)"
     "section_c.server": 2,  # "n + 2 (main, accept)"
 }
 CLIENT_THREADS = 2  # "The client": "Exactly two threads"
