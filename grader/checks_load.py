@@ -27,6 +27,10 @@ DISCONNECT_BURST = 6000  # lines of 1 KB on their way to a client that stops rea
 # Bursts at most, until the server stops taking them: a server whose writes block on the
 # client that stopped reading is then blocked in one when that client resets.
 DISCONNECT_BURSTS = 2
+# Clients that reset while a stream of lines flows to them, each another chance to catch
+# a server writing to one after its reset: short lines (many to each of a server's reads,
+# so that it has more to write at once), and the reset once it has this many bytes.
+STREAMED_CLIENTS, STREAM_LINES, STREAM_FILLER, STREAMED = 3, 10_000, 64, 16 * 1024
 BACK_TIMEOUT = 3.0  # seconds for threads and descriptors to come back to base
 
 
@@ -82,17 +86,19 @@ def many_clients(subject: Subject) -> Verdict:
     return Verdict(True, "with 100 clients connected, a line reached all 99 others")
 
 
-@check("disconnects", "server", "a reset mid-line, a close with unread data: it lives on")
+@check("disconnects", "server", "resets mid-line and mid-stream, unread data left: it lives on")
 def disconnects(subject: Subject) -> Verdict:
     with subject.start() as server, Crowd(server.address) as crowd:
         base = server.settled(server.fds)
-        alice, bob, resetter = probes = crowd.connect(3)
+        alice, bob, resetter, *streamed = probes = crowd.connect(3 + STREAMED_CLIENTS)
         unread = crowd.connect(1, rcvbuf=4096)[0]
         warm_up(crowd, [*probes, unread])
         crowd.send(resetter, crowd.line(resetter)[:10])  # half a line, then gone
         crowd.wait(lambda: False, 0.1)
         crowd.close(resetter, reset=True)
         say_and_check(crowd, alice)
+        for victim in streamed:
+            _reset_mid_stream(crowd, alice, victim)
         # unread stops reading while lines keep coming, until the server's writes to it
         # wait (or it is cut); then it goes, its bytes unread: the kernel sends a reset
         # to a socket the server may be writing to, which raises SIGPIPE in a C program
@@ -110,19 +116,32 @@ def disconnects(subject: Subject) -> Verdict:
             say_and_check(crowd, alice)
             say_and_check(crowd, bob)
         except Failed as exc:
-            raise Failed(f"after a reset mid-line and a close with unread data: {exc}") from None
+            why = "after resets mid-line and mid-stream and a close with unread data"
+            raise Failed(f"{why}: {exc}") from None
         crowd.close(alice)
         crowd.close(bob)
         back, fds = _back(server, server.fds, base)
         if not back:
             return Verdict(
                 False,
-                f"{fds} descriptors {BACK_TIMEOUT:g} s after all 4 clients "
+                f"{fds} descriptors {BACK_TIMEOUT:g} s after all {len(probes) + 1} clients "
                 f"left, {base} before they came: a departed client's socket is kept",
             )
     return Verdict(
         True, f"it lived on, the others chatted, and its descriptors came back to {base}"
     )
+
+
+def _reset_mid_stream(crowd: Crowd, sender: Probe, victim: Probe) -> None:
+    # `victim` resets while a stream of `sender`'s lines flows to it: the server writes to
+    # it again at once, mostly before the thread that reads it has seen the reset and
+    # dropped it. A C server that did not ask for MSG_NOSIGNAL then dies of SIGPIPE.
+    before = victim.total
+    lines = (crowd.line(sender, filler=STREAM_FILLER) for _ in range(STREAM_LINES))
+    crowd.send(sender, b"".join(line + b"\n" for line in lines))
+    crowd.wait(lambda: victim.total - before > STREAMED, 2.0)
+    crowd.close(victim, reset=True)
+    crowd.wait(lambda: not sender.outbox, 2.0)
 
 
 @check("stuck_reader", "server", "one client stops reading; the others get each line within 1 s")

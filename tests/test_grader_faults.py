@@ -84,11 +84,12 @@ def test_a_relay_that_dies_when_a_client_resets_fails_disconnects(
     tmp_path: Path, c_dir: Path
 ) -> None:
     server = f"{build('dies_on_reset', c_dir)} {{port}}"
-    # SIGPIPE comes only if the relay writes to the reset socket before the thread that
+    # SIGPIPE comes only if the relay writes to a reset socket before the thread that
     # reads it has seen the reset and dropped it: a race of the faulty program's own. It
-    # won it (lived) in 5 runs of 12 while the check sent one burst, which the kernel's
-    # buffers could hold; with a second burst when the first was all taken, in 0 of 12.
-    # So the check still gets three tries.
+    # won it (lived) in 5 runs of 12 while the check reset only a client it was blocked
+    # on; with a second burst to that client, 0 of 12 one day, 5 and 3 of 12 another, and
+    # through all three tries in one CI run. With three clients reset mid-stream as well
+    # (each another chance), 0 of 72 (2026-12-07). The check still gets three tries.
     for _ in range(3):
         status, card, output = grade(
             "--server", server, "--check", "disconnects", tmp_path=tmp_path
