@@ -123,8 +123,7 @@ def tasks(
 
     # The busy room through the C generator, beside the Python one: where there is a C
     # compiler (as for the C fan-out), for every server that has the busy room at all.
-    busy_c = [("latency_busy_c", plan.repeats, latency(big, False, plan.busy_rate, C))]
-    busy_c = busy_c if fast == C else []
+    busy_c = plan.repeats if fast == C else 0  # runs; none: the task is never made
 
     def churn(stuck: bool, timeout: float) -> Run:
         return lambda s, setup: measure_churn.churn(
@@ -149,7 +148,7 @@ def tasks(
             ("latency_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              latency(big, True)),
             ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
-            *((m, server, count, run) for m, count, run in busy_c),
+            ("latency_busy_c", server, busy_c, latency(big, False, plan.busy_rate, C)),
             ("churn", server, plan.churn_repeats, churn(False, plan.churn_timeout)),
             ("churn_stuck", server, plan.repeats if ours else plan.stuck_repeats_baseline,
              churn(True, plan.churn_timeout if ours else plan.stuck_churn_timeout_baseline)),
@@ -165,7 +164,7 @@ def tasks(
         wanted += [
             (f"latency_{big}", server, plan.repeats, latency(big, False)),
             ("latency_busy", server, plan.repeats, latency(big, False, plan.busy_rate)),
-            *((m, server, count, run) for m, count, run in busy_c),
+            ("latency_busy_c", server, busy_c, latency(big, False, plan.busy_rate, C)),
         ]
     if fast == C:  # the same fan-out through the Python generator: what it can measure
         wanted += [

@@ -42,7 +42,7 @@ def table(plan: Plan, r: Results, b: str) -> list[str]:
     big = max(plan.latency_clients)
     lat = f"latency_{big}"
     busy, gen = "latency_busy", "Python"
-    if "latency_busy_c" in r and before.measured(r, ("latency_busy_c",)):
+    if before.measured(r, ("latency_busy_c",)):
         busy, gen = "latency_busy_c", "C"
 
     def med(m: str, k: str, field: str) -> float:
