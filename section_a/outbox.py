@@ -110,6 +110,8 @@ class Outbox:
         all, needs no lock of ours. Only this method sets `_writing`, and only the writer,
         as its last act, clears it.
         """
+        if self.closed:  # for good: set once, under the lock, and never cleared
+            return
         if not self._writing:  # nothing waits: the socket may take it all at once
             try:  # one send that never waits: the room writes under its lock
                 sent = self.sock.send(data, socket.MSG_DONTWAIT)
